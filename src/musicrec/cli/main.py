@@ -1,0 +1,58 @@
+"""``musicrec`` entry point. Each ``*_cmds`` module registers its commands on ``app``.
+
+Heavy libraries are imported inside commands so ``musicrec --help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import typer
+
+from musicrec import MusicrecError
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  help="Music recommendation from raw listening logs.")
+
+
+def data_home() -> str:
+    """``$MUSICREC_HOME`` or ``~/.cache/musicrec``."""
+    return os.environ.get("MUSICREC_HOME") or os.path.join(os.path.expanduser("~"), ".cache", "musicrec")
+
+
+def data_mirror() -> str | None:
+    """``$MUSICREC_DATA_MIRROR``: a local folder holding dataset copies (one sub-folder per dataset)."""
+    return os.environ.get("MUSICREC_DATA_MIRROR") or None
+
+
+def fail(message: str) -> None:
+    """Print a one-line error and exit non-zero."""
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(2)
+
+
+def _register() -> None:
+    from musicrec.cli import data_cmds, model_cmds, split_cmds
+
+    for module in (data_cmds, split_cmds, model_cmds):
+        module.register(app)
+
+
+def main(argv: list[str] | None = None) -> None:
+    _register()
+    try:
+        app(args=argv, standalone_mode=True)
+    except MusicrecError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as exc:
+        typer.echo(f"error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

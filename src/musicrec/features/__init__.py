@@ -1,0 +1,1 @@
+"""Features: id vocabularies, interaction matrices and sequences, play-count weighting."""

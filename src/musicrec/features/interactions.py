@@ -1,0 +1,191 @@
+"""The training data every model consumes: a user x item matrix plus ordered sequences.
+
+Built once from split events (``schema.SPLIT_EVENTS``); models never see store ids, only
+indices, and the ``IdMap``s translate back.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+import scipy.sparse as sp
+
+from musicrec.features.vocab import IdMap
+
+
+@dataclass
+class Histories:
+    """A batch of listening histories to score, in item *indices*.
+
+    Attributes
+    ----------
+    matrix : csr_matrix, shape (B, I), float32
+        Summed raw play counts per item (before any weighting).
+    sequences : list of ndarray
+        Per row, item indices in listening order (most recent last), repeats kept.
+        For data without timestamps the order is arbitrary.
+    users : ndarray, shape (B,), int64
+        Training-user index of each row, or -1 for a new listener / a session.
+    """
+
+    matrix: sp.csr_matrix
+    sequences: list
+    users: np.ndarray
+
+    def __len__(self) -> int:
+        return self.matrix.shape[0]
+
+    @classmethod
+    def from_sequences(cls, sequences, n_items: int, users=None, counts=None) -> "Histories":
+        """Histories of ordered item-index arrays; ``counts`` (same shapes) default to 1 per play."""
+        sequences = [np.asarray(s, dtype=np.int64) for s in sequences]
+        rows = np.repeat(np.arange(len(sequences)), [len(s) for s in sequences])
+        cols = np.concatenate(sequences) if sequences else np.zeros(0, dtype=np.int64)
+        vals = (np.concatenate([np.asarray(c, dtype=np.float32) for c in counts])
+                if counts is not None and len(sequences) else np.ones(len(cols), dtype=np.float32))
+        m = sp.csr_matrix((vals, (rows, cols)), shape=(len(sequences), n_items), dtype=np.float32)
+        m.sum_duplicates()
+        users = np.full(len(sequences), -1, dtype=np.int64) if users is None else np.asarray(users, np.int64)
+        return cls(m, sequences, users)
+
+
+@dataclass
+class Interactions:
+    """Training interactions.
+
+    Attributes
+    ----------
+    users, items : IdMap
+        Store ids of the U users and I items.
+    matrix : csr_matrix, shape (U, I), float32
+        Summed raw play counts (weights) per user and item.
+    user_sequences : list of ndarray
+        Per user, item indices ordered by time (repeats kept); arbitrary order without timestamps.
+    session_indptr : ndarray, shape (S + 1,), int64
+        Sessions in CSR layout over ``session_items`` (ordered by time within a session).
+    session_items : ndarray, shape (N,), int64
+    session_time : ndarray, shape (S,), float64
+        Unix seconds of each session's last event (0 when unknown).
+    session_user : ndarray, shape (S,), int64
+        User index of each session.
+    """
+
+    users: IdMap
+    items: IdMap
+    matrix: sp.csr_matrix
+    user_sequences: list
+    session_indptr: np.ndarray
+    session_items: np.ndarray
+    session_time: np.ndarray
+    session_user: np.ndarray
+
+    @property
+    def n_users(self) -> int:
+        return len(self.users)
+
+    @property
+    def n_items(self) -> int:
+        return len(self.items)
+
+    @property
+    def n_sessions(self) -> int:
+        return len(self.session_indptr) - 1
+
+    def session(self, s: int) -> np.ndarray:
+        return self.session_items[self.session_indptr[s]:self.session_indptr[s + 1]]
+
+    # ---------------------------------------------------------------- build
+    @classmethod
+    def from_frame(cls, events: pl.DataFrame, items: IdMap | None = None) -> "Interactions":
+        """Build from split events (columns of ``schema.SPLIT_EVENTS``).
+
+        Rows whose item is not in ``items`` (when given) are dropped. Without ``session_id``
+        each user's history is one session.
+        """
+        df = events
+        users = IdMap.fit(df["user_id"].to_numpy())
+        items = items or IdMap.fit(df["item_id"].to_numpy())
+        df = df.with_columns(
+            pl.Series("u", users.index(df["user_id"].to_numpy())),
+            pl.Series("i", items.index(df["item_id"].to_numpy())),
+            pl.col("timestamp").dt.epoch("us").fill_null(0).alias("t"),
+            pl.col("weight").fill_null(1.0),
+            pl.col("session_id").fill_null(-1),
+        ).filter(pl.col("i") >= 0)
+        df = df.with_row_index("_row").sort(["u", "t", "_row"])
+        u = df["u"].to_numpy()
+        i = df["i"].to_numpy()
+        w = df["weight"].to_numpy().astype(np.float32)
+        matrix = sp.csr_matrix((w, (u, i)), shape=(len(users), len(items)), dtype=np.float32)
+        matrix.sum_duplicates()
+        bounds = np.searchsorted(u, np.arange(len(users) + 1))
+        user_sequences = [i[bounds[k]:bounds[k + 1]].astype(np.int64) for k in range(len(users))]
+
+        sess = df.with_columns(
+            pl.when(pl.col("session_id") >= 0).then(pl.col("session_id")).otherwise(-1 - pl.col("u")).alias("s")
+        ).sort(["s", "t", "_row"])
+        s = sess["s"].to_numpy()
+        change = np.flatnonzero(np.diff(s)) + 1 if len(s) else np.zeros(0, dtype=np.int64)
+        indptr = np.concatenate([[0], change, [len(s)]]).astype(np.int64) if len(s) else np.zeros(1, np.int64)
+        t_sec = sess["t"].to_numpy() / 1e6
+        last = indptr[1:] - 1
+        return cls(
+            users=users,
+            items=items,
+            matrix=matrix,
+            user_sequences=user_sequences,
+            session_indptr=indptr,
+            session_items=sess["i"].to_numpy().astype(np.int64),
+            session_time=t_sec[last] if len(last) else np.zeros(0),
+            session_user=sess["u"].to_numpy()[last].astype(np.int64) if len(last) else np.zeros(0, np.int64),
+        )
+
+    def histories(self, users) -> Histories:
+        """Training histories of the given user indices."""
+        users = np.asarray(users, dtype=np.int64)
+        return Histories(self.matrix[users], [self.user_sequences[u] for u in users], users)
+
+    # ---------------------------------------------------------------- persist
+    def save(self, path: str) -> None:
+        """Write ``interactions.npz`` into directory ``path`` (no pickles)."""
+        lengths = np.array([len(s) for s in self.user_sequences], dtype=np.int64)
+        seq = np.concatenate(self.user_sequences) if self.user_sequences else np.zeros(0, np.int64)
+        m = self.matrix.tocsr()
+        arrays = dict(
+            users=self.users.ids, items=self.items.ids,
+            m_data=m.data, m_indices=m.indices, m_indptr=m.indptr,
+            seq=seq, seq_len=lengths,
+            session_indptr=self.session_indptr, session_items=self.session_items,
+            session_time=self.session_time, session_user=self.session_user,
+        )
+        atomic_savez(os.path.join(path, "interactions.npz"), arrays)
+
+    @classmethod
+    def load(cls, path: str) -> "Interactions":
+        with np.load(os.path.join(path, "interactions.npz"), allow_pickle=False) as z:
+            a = {k: z[k] for k in z.files}
+        users, items = IdMap(a["users"]), IdMap(a["items"])
+        matrix = sp.csr_matrix((a["m_data"], a["m_indices"], a["m_indptr"]), shape=(len(users), len(items)))
+        bounds = np.concatenate([[0], np.cumsum(a["seq_len"])])
+        seqs = [a["seq"][bounds[k]:bounds[k + 1]] for k in range(len(users))]
+        return cls(users, items, matrix, seqs, a["session_indptr"], a["session_items"],
+                   a["session_time"], a["session_user"])
+
+
+def atomic_savez(path: str, arrays: dict) -> None:
+    """``np.savez`` to a temporary file in the same folder, then rename over ``path``."""
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "wb") as fh:
+        np.savez(fh, **arrays)
+    os.replace(tmp, path)
+
+
+def atomic_write_json(path: str, obj) -> None:
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(obj, fh, indent=2, sort_keys=True, default=str)
+    os.replace(tmp, path)

@@ -1,0 +1,1 @@
+"""Readers: one module per source, each returning ``SourceTables`` (see ``base``)."""

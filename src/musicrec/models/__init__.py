@@ -1,0 +1,1 @@
+"""Models: one file per model; ``registry.MODELS`` lists them all."""

@@ -1,0 +1,169 @@
+"""The interface every recommender shares (after ``implicit``'s RecommenderBase).
+
+A model scores *histories* (``features.interactions.Histories``): a known user's training
+history, a new listener's seed artists, or a session prefix all go through ``score``, so
+evaluation and serving use one code path. Hyperparameters are ``__init__`` keywords stored
+unchanged; ``fit`` validates, learns state into attributes ending in ``_`` and returns self.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+from typing import ClassVar
+
+import numpy as np
+
+from musicrec import MusicrecError, __version__
+from musicrec.features.interactions import Histories, Interactions, atomic_savez, atomic_write_json
+
+
+def topk(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Best ``k`` columns per row of ``scores`` (B, I) -> indices (B, k), scores (B, k), best first.
+
+    Entries equal to ``-inf`` are excluded items; they may fill the tail when fewer than
+    ``k`` items remain. Ties break towards the lower index (deterministic).
+    """
+    k = min(k, scores.shape[1])
+    if k <= 0:
+        return np.zeros((scores.shape[0], 0), np.int64), np.zeros((scores.shape[0], 0), scores.dtype)
+    part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    vals = np.take_along_axis(scores, part, axis=1)
+    # sort by score desc, then index asc
+    order = np.lexsort((part, -vals), axis=1)
+    idx = np.take_along_axis(part, order, axis=1)
+    return idx.astype(np.int64), np.take_along_axis(vals, order, axis=1)
+
+
+class Recommender:
+    """Base class. Subclasses implement ``_fit`` and ``score``; optionally ``item_similarity``."""
+
+    #: registry name, e.g. "ease"
+    name: ClassVar[str] = ""
+    #: whether the model uses listening order (session models); informs CLI/docs only
+    sequential: ClassVar[bool] = False
+
+    # ------------------------------------------------------------ params
+    def get_params(self) -> dict:
+        """Hyperparameters as given to ``__init__``."""
+        sig = inspect.signature(type(self).__init__)
+        return {p: getattr(self, p) for p in sig.parameters if p != "self"}
+
+    def set_params(self, **params) -> "Recommender":
+        valid = self.get_params()
+        for key, value in params.items():
+            if key not in valid:
+                raise MusicrecError(f"{self.name}: unknown parameter {key!r}; valid: {', '.join(sorted(valid)) or 'none'}")
+            setattr(self, key, value)
+        return self
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({args})"
+
+    # ------------------------------------------------------------ learning
+    def fit(self, train: Interactions) -> "Recommender":
+        """Learn from ``train``; returns self."""
+        if train.n_items == 0 or train.matrix.nnz == 0:
+            raise MusicrecError(f"{self.name}: cannot fit on empty training data")
+        self.train_ = train
+        self._fit(train)
+        return self
+
+    def _fit(self, train: Interactions) -> None:
+        raise NotImplementedError
+
+    def score(self, histories: Histories) -> np.ndarray:
+        """Scores of every item for each history, shape (B, I), float32; higher is better."""
+        raise NotImplementedError
+
+    def item_similarity(self, items: np.ndarray) -> np.ndarray:
+        """Similarity of each item in ``items`` (B,) to every item, shape (B, I)."""
+        raise NotImplementedError(f"{self.name} has no item-item similarity")
+
+    # ------------------------------------------------------------ using
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "train_"):
+            raise MusicrecError(f"{self.name}: call fit() before using the model")
+
+    def recommend(self, histories: Histories, k: int = 10, exclude_seen: bool = True,
+                  exclude: list | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Top ``k`` item indices and scores per history, shapes (B, k).
+
+        ``exclude_seen`` drops items in each history; ``exclude`` is an optional list of
+        extra item-index arrays, one per row.
+        """
+        self._check_fitted()
+        scores = np.array(self.score(histories), dtype=np.float32, copy=True)
+        if exclude_seen:
+            m = histories.matrix.tocsr()
+            rows = np.repeat(np.arange(m.shape[0]), np.diff(m.indptr))
+            scores[rows, m.indices] = -np.inf
+        if exclude is not None:
+            for r, items in enumerate(exclude):
+                scores[r, np.asarray(items, dtype=np.int64)] = -np.inf
+        return topk(scores, k)
+
+    def recommend_users(self, users, k: int = 10, exclude_seen: bool = True):
+        """``recommend`` for training-user indices (B,)."""
+        self._check_fitted()
+        return self.recommend(self.train_.histories(users), k=k, exclude_seen=exclude_seen)
+
+    def similar_items(self, items, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
+        """Most similar items to each of ``items`` (B,), excluding the item itself: (B, k) each."""
+        self._check_fitted()
+        items = np.atleast_1d(np.asarray(items, dtype=np.int64))
+        sims = np.array(self.item_similarity(items), dtype=np.float32, copy=True)
+        sims[np.arange(len(items)), items] = -np.inf
+        return topk(sims, k)
+
+    def explain(self, history: np.ndarray, item: int, n: int = 2) -> list[tuple[int, float]]:
+        """History items that most support recommending ``item``: [(item_index, weight)], best first.
+
+        Uses ``item_similarity``; empty for models without one (e.g. popularity).
+        """
+        try:
+            sim = np.asarray(self.item_similarity(np.array([item])))[0]
+        except NotImplementedError:
+            return []
+        hist = np.unique(np.asarray(history, dtype=np.int64))
+        hist = hist[hist != item]
+        if len(hist) == 0:
+            return []
+        contrib = sim[hist]
+        order = np.argsort(-contrib, kind="stable")[:n]
+        return [(int(hist[o]), float(contrib[o])) for o in order if contrib[o] > 0]
+
+    # ------------------------------------------------------------ persistence
+    def _state(self) -> dict[str, np.ndarray]:
+        """Learned arrays to save (names -> ndarray); ``train_`` is saved separately."""
+        return {}
+
+    def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
+        pass
+
+    def save(self, path: str) -> None:
+        """Write config.json, state.npz and interactions.npz into directory ``path``."""
+        self._check_fitted()
+        os.makedirs(path, exist_ok=True)
+        self.train_.save(path)
+        atomic_savez(os.path.join(path, "state.npz"), self._state())
+        atomic_write_json(os.path.join(path, "config.json"),
+                          {"model": self.name, "params": self.get_params(), "musicrec_version": __version__})
+
+    @classmethod
+    def load_from(cls, path: str, params: dict) -> "Recommender":
+        model = cls(**params)
+        model.train_ = Interactions.load(path)
+        with np.load(os.path.join(path, "state.npz"), allow_pickle=False) as z:
+            model._set_state({k: z[k] for k in z.files})
+        return model
+
+
+def read_config(path: str) -> dict:
+    cfg = os.path.join(path, "config.json")
+    if not os.path.isfile(cfg):
+        raise MusicrecError(f"{path}: not a model directory (no config.json)")
+    with open(cfg, encoding="utf-8") as fh:
+        return json.load(fh)

@@ -1,0 +1,41 @@
+"""The explicit model registry: name -> class. Add new models here."""
+
+from __future__ import annotations
+
+from musicrec import MusicrecError
+from musicrec.models.als import ALS
+from musicrec.models.base import Recommender, read_config
+from musicrec.models.bpr import BPR
+from musicrec.models.ease import EASE
+from musicrec.models.itemknn import ItemKNN
+from musicrec.models.most_popular import MostPopular
+from musicrec.models.recently_played import RecentlyPlayed
+from musicrec.models.sknn import SKNN
+from musicrec.models.sr import SequentialRules
+
+MODELS: dict[str, type[Recommender]] = {
+    cls.name: cls
+    for cls in (MostPopular, RecentlyPlayed, ItemKNN, EASE, ALS, BPR, SKNN, SequentialRules)
+}
+
+
+def model_class(name: str) -> type[Recommender]:
+    try:
+        return MODELS[name]
+    except KeyError:
+        raise MusicrecError(f"unknown model {name!r}; choose one of: {', '.join(MODELS)}") from None
+
+
+def create(name: str, **params) -> Recommender:
+    """A new unfitted model; unknown parameters give a clear error."""
+    cls = model_class(name)
+    try:
+        return cls(**params)
+    except TypeError as exc:
+        raise MusicrecError(f"{name}: {exc}") from None
+
+
+def load_model(path: str) -> Recommender:
+    """Load a model directory written by ``Recommender.save`` (no pickles)."""
+    cfg = read_config(path)
+    return model_class(cfg["model"]).load_from(path, cfg.get("params", {}))

@@ -1,0 +1,1 @@
+"""Preprocess: clean, filter, sessionise and split canonical plays."""
