@@ -85,6 +85,7 @@ SPLIT_EVENTS = {
 }
 # items.parquet inside a split: names for display and tags for diversity metrics.
 SPLIT_ITEMS = {"item_id": pl.Int64, "source_id": pl.String, "name": pl.String, "artist_name": pl.String}
+SPLIT_USERS = {"user_id": pl.Int64, "source_id": pl.String}
 SPLIT_ITEM_TAGS = {"item_id": pl.Int64, "tag": pl.String, "weight": pl.Float64}
 
 

@@ -1,7 +1,214 @@
-"""(placeholder until implemented)"""
+"""Commands that train, evaluate and apply models: train, tune, evaluate, compare, recommend,
+similar, quickstart."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Optional
 
 import typer
 
+from musicrec import MusicrecError
+
+
+def _console():
+    from rich.console import Console
+
+    return Console()
+
+
+def _params(items: list[str] | None) -> dict:
+    from musicrec.train.fit import parse_param
+
+    return dict(parse_param(p) for p in (items or []))
+
+
+def _load_split(path: str):
+    from musicrec.preprocess.splitset import Split
+
+    if not os.path.isdir(path):
+        raise MusicrecError(f"{path}: no such split folder; make one with `musicrec split`")
+    return Split.load(path)
+
+
+def _ks(ctx: typer.Context, k: list[int]) -> list[int]:
+    """``--k 10 20`` arrives as ``--k 10`` plus an extra argument ``20``; accept both spellings."""
+    extra = []
+    for arg in ctx.args:
+        if not arg.isdigit():
+            raise MusicrecError(f"unexpected argument {arg!r}")
+        extra.append(int(arg))
+    ks = sorted({*k, *extra})
+    if not ks or min(ks) < 1:
+        raise MusicrecError("--k values must be positive integers")
+    return ks
+
+
+def _print_recs(console, recs, title: str) -> None:
+    from rich.table import Table
+
+    table = Table(title=title)
+    for col in ("#", "name", "score", "why"):
+        table.add_column(col)
+    for r, rec in enumerate(recs, 1):
+        table.add_row(str(r), rec.name, f"{rec.score:.4f}", rec.reason)
+    console.print(table)
+
 
 def register(app: typer.Typer) -> None:
-    pass
+    extra_args = {"allow_extra_args": True, "ignore_unknown_options": False}
+
+    @app.command()
+    def train(
+        model: str = typer.Argument(..., help="model name (see `musicrec models`)"),
+        split: str = typer.Option(..., "--split", help="split folder"),
+        out: str = typer.Option(..., "--out", help="model folder to write"),
+        param: Optional[list[str]] = typer.Option(None, "--param", help="name=value, repeatable"),
+        include_valid: bool = typer.Option(False, "--include-valid", help="train on train+valid (after tuning)"),
+    ):
+        """Train one model on a split and save it (arrays + JSON, no pickles)."""
+        from musicrec.serve.bundle import ModelBundle
+        from musicrec.train.fit import fit_model
+
+        sp = _load_split(split)
+        with _console().status(f"fitting {model}…"):
+            fitted, fit_s = fit_model(model, sp, _params(param), include_valid=include_valid)
+        ModelBundle(fitted, sp.items, sp.users, {
+            "item_level": sp.meta.get("item_level", "artist"), "split": os.path.abspath(split),
+            "protocol": sp.meta.get("protocol"), "fit_s": round(fit_s, 3), "params": fitted.get_params(),
+        }).save(out)
+        typer.echo(f"trained {model} in {fit_s:.2f}s on {fitted.train_.n_users} users x "
+                   f"{fitted.train_.n_items} items -> {out}")
+
+    @app.command()
+    def models():
+        """List the available models and their hyperparameters."""
+        from musicrec.models.registry import MODELS
+
+        for name, cls in MODELS.items():
+            params = ", ".join(f"{k}={v!r}" for k, v in cls().get_params().items())
+            typer.echo(f"{name:16s} {params}")
+
+    @app.command(context_settings=extra_args)
+    def evaluate(
+        ctx: typer.Context,
+        model_dir: str = typer.Argument(..., help="model folder from `musicrec train`"),
+        split: str = typer.Option(..., "--split"),
+        k: list[int] = typer.Option([10, 20], "--k", help="cut-offs, e.g. --k 10 20"),
+        json_path: Optional[str] = typer.Option(None, "--json", help="write metrics JSON here"),
+        on: str = typer.Option("test", "--on", help="test or valid"),
+    ):
+        """Full-ranking evaluation of a trained model on a split's test (or valid) data."""
+        from musicrec.evaluate.protocols import evaluate as run_eval
+        from musicrec.evaluate.report import format_table, write_json
+        from musicrec.models.registry import load_model
+
+        ks = _ks(ctx, k)
+        sp = _load_split(split)
+        model = load_model(model_dir)
+        result = run_eval(model, sp, ks=ks, on=on, progress=True)
+        _console().print(format_table([result], ks))
+        if json_path:
+            write_json(result, json_path)
+            typer.echo(f"wrote {json_path}")
+
+    @app.command()
+    def tune(
+        model: str = typer.Argument(...),
+        split: str = typer.Option(..., "--split"),
+        trials: int = typer.Option(20, "--trials"),
+        metric: Optional[str] = typer.Option(None, "--metric", help="default ndcg@10 (users) / mrr@20 (sessions)"),
+        param: Optional[list[str]] = typer.Option(None, "--param", help="fixed name=value, repeatable"),
+        out: Optional[str] = typer.Option(None, "--out", help="write best params + trials JSON here"),
+    ):
+        """Tune a model's hyperparameters with Optuna on the split's validation data."""
+        from musicrec.features.interactions import atomic_write_json
+        from musicrec.train.tune import tune as run_tune
+
+        res = run_tune(model, _load_split(split), n_trials=trials, metric=metric, base_params=_params(param),
+                       progress=True)
+        typer.echo(f"best {res.metric} on valid = {res.best_value:.4f} with {json.dumps(res.best_params)}")
+        if out:
+            atomic_write_json(out, {"model": model, "metric": res.metric, "best_params": res.best_params,
+                                    "best_value": res.best_value, "trials": res.trials})
+
+    @app.command(context_settings=extra_args)
+    def compare(
+        ctx: typer.Context,
+        split: str = typer.Option(..., "--split"),
+        models: str = typer.Option("", "--models", help="comma-separated; default depends on the split"),
+        trials: int = typer.Option(0, "--trials", help="Optuna trials per tunable model (0 = defaults)"),
+        k: list[int] = typer.Option([10, 20], "--k"),
+        out: Optional[str] = typer.Option(None, "--out", help="write a Markdown report folder here"),
+    ):
+        """Train, (tune,) and evaluate several models on one split; print a ranked table."""
+        from musicrec.evaluate.report import format_table, write_report
+        from musicrec.pipeline import SESSION_MODELS, USER_MODELS
+        from musicrec.pipeline import compare as run_compare
+
+        sp = _load_split(split)
+        names = [m for m in models.split(",") if m] or list(SESSION_MODELS if sp.evaluation == "session" else USER_MODELS)
+        ks = _ks(ctx, k)
+        comp = run_compare(sp, names, ks=ks, trials=trials, log=typer.echo)
+        _console().print(format_table(comp.results, ks))
+        if out:
+            typer.echo(f"report: {write_report(comp.results, out)}")
+
+    @app.command()
+    def recommend(
+        model_dir: str = typer.Argument(...),
+        user: Optional[str] = typer.Option(None, "--user", help="listener's original id"),
+        seed: Optional[list[str]] = typer.Option(None, "--seed", help="an artist/track name a new listener likes; repeatable"),
+        k: int = typer.Option(10, "-k", "--k"),
+        include_seen: bool = typer.Option(False, "--include-seen", help="allow items the listener already played"),
+    ):
+        """Recommend for a known listener (--user) or a new one (--seed ...), with reasons."""
+        from musicrec.serve.bundle import ModelBundle
+
+        if (user is None) == (not seed):
+            raise MusicrecError("give either --user ID or one or more --seed NAME")
+        bundle = ModelBundle.load(model_dir)
+        if user is not None:
+            recs = bundle.recommend_user(user, k=k, exclude_seen=not include_seen)
+            title = f"top {k} for listener {user} ({bundle.model.name})"
+        else:
+            recs = bundle.recommend_seeds(seed, k=k)
+            title = f"top {k} for a new listener who likes {', '.join(seed)} ({bundle.model.name})"
+        _print_recs(_console(), recs, title)
+
+    @app.command()
+    def similar(
+        model_dir: str = typer.Argument(...),
+        name: str = typer.Argument(..., help="artist (or track) name; forgiving match"),
+        k: int = typer.Option(10, "-k", "--k"),
+    ):
+        """Items most similar to one artist/track."""
+        from musicrec.serve.bundle import ModelBundle
+
+        matched, recs = ModelBundle.load(model_dir).similar(name, k=k)
+        _print_recs(_console(), recs, f"similar to {matched}")
+
+    @app.command()
+    def quickstart(
+        mirror: Optional[str] = typer.Option(None, "--from", help="local copy of the datasets (else $MUSICREC_DATA_MIRROR, else download)"),
+        out: str = typer.Option("musicrec-report", "--out", help="report folder"),
+        trials: int = typer.Option(8, "--trials", help="Optuna trials for each tunable model"),
+    ):
+        """HetRec Last.fm 2K end to end: fetch, ingest, split, tune, evaluate, report, recommend."""
+        from musicrec.cli.main import data_home, data_mirror
+        from musicrec.evaluate.report import format_table
+        from musicrec.pipeline import quickstart as run
+
+        console = _console()
+        summary = run(data_home(), mirror or data_mirror(), out, trials=trials, log=console.print)
+        console.print(format_table(summary["results"], [10, 20]))
+        console.print(f"listener {summary['listener']} listens most to: {', '.join(summary['history'])}")
+        recs = summary["recommendations"]
+        held = summary["held_out"]
+        for rec in recs:
+            if rec.item_id in held:
+                rec.reason = (rec.reason + " " if rec.reason else "") + "[held-out hit]"
+        _print_recs(console, recs, f"top 10 for listener {summary['listener']} ({summary['best']})")
+        console.print(f"report: {summary['report']}  model: {summary['bundle']}  "
+                      f"({summary['seconds']:.0f}s in all)")

@@ -5,6 +5,7 @@ Layout of a split folder::
     train.parquet  valid.parquet (optional)  test.parquet   # schema.SPLIT_EVENTS
     items.parquet                                           # schema.SPLIT_ITEMS
     item_tags.parquet                                       # schema.SPLIT_ITEM_TAGS
+    users.parquet                                           # schema.SPLIT_USERS (original user ids)
     meta.json   # {"protocol", "evaluation": "user"|"session", "item_level": "artist"|"track",
                 #  "seed", "params", "store", "counts"}
 
@@ -31,15 +32,21 @@ class Split:
     valid: pl.DataFrame | None = None
     items: pl.DataFrame = field(default_factory=lambda: schema.empty(schema.SPLIT_ITEMS))
     item_tags: pl.DataFrame = field(default_factory=lambda: schema.empty(schema.SPLIT_ITEM_TAGS))
+    users: pl.DataFrame = field(default_factory=lambda: schema.empty(schema.SPLIT_USERS))
     meta: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        # optional tables may be given as None (e.g. an older split folder without them)
+        for name, sch in (("items", schema.SPLIT_ITEMS), ("item_tags", schema.SPLIT_ITEM_TAGS), ("users", schema.SPLIT_USERS)):
+            if getattr(self, name) is None:
+                setattr(self, name, schema.empty(sch))
         self.train = schema.conform(self.train, schema.SPLIT_EVENTS)
         self.test = schema.conform(self.test, schema.SPLIT_EVENTS)
         if self.valid is not None:
             self.valid = schema.conform(self.valid, schema.SPLIT_EVENTS)
         self.items = schema.conform(self.items, schema.SPLIT_ITEMS)
         self.item_tags = schema.conform(self.item_tags, schema.SPLIT_ITEM_TAGS)
+        self.users = schema.conform(self.users, schema.SPLIT_USERS)
 
     @property
     def evaluation(self) -> str:
@@ -59,6 +66,7 @@ class Split:
                 self.valid.write_parquet(os.path.join(tmp, "valid.parquet"))
             self.items.write_parquet(os.path.join(tmp, "items.parquet"))
             self.item_tags.write_parquet(os.path.join(tmp, "item_tags.parquet"))
+            self.users.write_parquet(os.path.join(tmp, "users.parquet"))
             meta = dict(self.meta)
             meta["counts"] = {
                 "train": self.train.height, "test": self.test.height,
@@ -87,4 +95,5 @@ class Split:
             return pl.read_parquet(p) if os.path.isfile(p) else None
 
         return cls(train=read("train.parquet"), test=read("test.parquet"), valid=read("valid.parquet"),
-                   items=read("items.parquet"), item_tags=read("item_tags.parquet"), meta=meta)
+                   items=read("items.parquet"), item_tags=read("item_tags.parquet"),
+                   users=read("users.parquet"), meta=meta)

@@ -1,0 +1,123 @@
+"""End-to-end jobs built from the stage modules: compare models on a split, and the quickstart."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+
+from musicrec.preprocess.splitset import Split
+
+#: models of the quickstart, in table order. Session models (sknn, sr) need session data.
+USER_MODELS = ("most-popular", "itemknn", "ease", "als", "bpr")
+SESSION_MODELS = ("most-popular", "recently-played", "itemknn", "sknn", "sr")
+#: fixed settings that are not tuned (EASE over items with >= 2 training listeners keeps
+#: the I x I inverse small; 1-listener items cannot be recommended from co-listening anyway)
+DEFAULT_PARAMS: dict[str, dict] = {"ease": {"min_item_users": 2}}
+
+
+@dataclass
+class Comparison:
+    results: list = field(default_factory=list)     # EvalResult per model, test data
+    models: dict = field(default_factory=dict)      # name -> fitted Recommender (refit on train+valid)
+    tuning: dict = field(default_factory=dict)      # name -> TuneResult
+
+
+def compare(split: Split, models=USER_MODELS, ks=(10, 20), trials: int = 0, params: dict | None = None,
+            progress: bool = False, log=print, seed: int = 0) -> Comparison:
+    """Tune (when ``trials`` > 0 and the split has validation data), refit on train+valid, score test.
+
+    ``params`` maps model name -> fixed params that override defaults and tuning.
+    """
+    from musicrec.evaluate.protocols import evaluate
+    from musicrec.train.fit import fit_model
+    from musicrec.train.tune import SEARCH_SPACES, tune
+
+    out = Comparison()
+    has_valid = split.valid is not None and split.valid.height > 0
+    for name in models:
+        fixed = {**DEFAULT_PARAMS.get(name, {}), **((params or {}).get(name, {}))}
+        chosen = dict(fixed)
+        if trials > 0 and has_valid and name in SEARCH_SPACES:
+            result = tune(name, split, n_trials=trials, ks=ks, base_params=fixed, seed=seed)
+            out.tuning[name] = result
+            chosen = {**result.best_params, **fixed}
+            log(f"tuned {name}: {result.metric}={result.best_value:.4f} on valid with {chosen} "
+                f"({len(result.trials)} trials, {result.seconds:.1f}s)")
+        model, fit_s = fit_model(name, split, chosen, include_valid=has_valid)
+        res = evaluate(model, split, ks=ks, on="test", progress=progress)
+        res.info.update({"fit_s": round(fit_s, 3), "params": chosen,
+                         "tuned_trials": len(out.tuning[name].trials) if name in out.tuning else 0})
+        out.results.append(res)
+        out.models[name] = model
+        log(f"{name}: fit {fit_s:.1f}s, " + ", ".join(f"{k}={v:.4f}" for k, v in res.metrics.items()
+                                                   if k.split("@")[0] in ("ndcg", "recall", "mrr", "hitrate")))
+    return out
+
+
+def quickstart(home: str, mirror: str | None, out_dir: str, trials: int = 8, log=print,
+               progress: bool = True) -> dict:
+    """HetRec 2011 Last.fm 2K end to end: fetch, ingest, split, tune, evaluate, report, recommend.
+
+    Returns a summary dict (paths, metrics, sample recommendations).
+    """
+    from musicrec.evaluate.report import write_report
+    from musicrec.ingest.datasets import fetch
+    from musicrec.preprocess.split import make_split
+    from musicrec.serve.bundle import ModelBundle
+    from musicrec.store import ingest_path
+
+    t0 = time.perf_counter()
+    data = fetch("hetrec-lastfm-2k", home, mirror=mirror, progress=progress)
+    log(f"dataset: {data}")
+    store = os.path.join(home, "stores", "hetrec-lastfm-2k")
+    report = ingest_path("hetrec-lastfm-2k", data, store)
+    log(f"store: {store} ({report.plays_added} plays added, {report.plays_duplicate} already there, "
+        f"{report.rejected} rejected)")
+    split_dir = os.path.join(home, "splits", "hetrec-lastfm-2k-user-holdout")
+    split = make_split(store, "user-holdout", out=split_dir, seed=0)
+    log(f"split: {split_dir} (train {split.train.height}, valid {split.valid.height if split.valid is not None else 0}, "
+        f"test {split.test.height} rows)")
+
+    comp = compare(split, USER_MODELS, ks=(10, 20), trials=trials, log=log, progress=False)
+    comp.results.sort(key=lambda r: -r.metrics["ndcg@10"])
+    os.makedirs(out_dir, exist_ok=True)
+    best = comp.results[0]
+    extra = f"Data: HetRec 2011 Last.fm 2K, protocol user-holdout (seed 0), {trials} Optuna trials per tunable model.\n"
+    report_path = write_report(comp.results, out_dir, title="musicrec quickstart: HetRec 2011 Last.fm 2K", extra_md=extra)
+
+    bundle_dir = os.path.join(out_dir, "models", best.model)
+    bundle = ModelBundle(comp.models[best.model], split.items, split.users,
+                         {"item_level": split.meta.get("item_level", "artist"), "split": split_dir,
+                          "protocol": "user-holdout", "params": best.info.get("params", {})})
+    bundle.save(bundle_dir)
+    listener = sample_listener(split)
+    recs = bundle.recommend_user(listener, k=10)
+    held_out = set(split.test.filter(split.test["user_id"] == int(_store_user(split, listener)))["item_id"].to_list())
+    return {"report": report_path, "results": comp.results, "best": best.model, "bundle": bundle_dir,
+            "listener": listener, "recommendations": recs, "held_out": held_out,
+            "history": _top_history(bundle, listener), "seconds": time.perf_counter() - t0}
+
+
+def sample_listener(split: Split) -> str:
+    """A deterministic example listener: the lowest original id among test users."""
+    test_users = set(split.test["user_id"].unique().to_list())
+    users = split.users.filter(split.users["user_id"].is_in(list(test_users)))
+    if users.height and users["source_id"].null_count() < users.height:
+        ids = users.drop_nulls("source_id")["source_id"].to_list()
+        return sorted(ids, key=lambda s: (len(s), s))[0]
+    return str(min(test_users))
+
+
+def _store_user(split: Split, listener: str) -> int:
+    match = split.users.filter(split.users["source_id"] == listener)
+    return int(match["user_id"][0]) if match.height else int(listener)
+
+
+def _top_history(bundle, listener: str, n: int = 5) -> list[str]:
+    import numpy as np
+
+    u = bundle.user_index(listener)
+    row = bundle.model.train_.matrix[u]
+    order = np.argsort(-row.data, kind="stable")[:n]
+    return [bundle.display[int(row.indices[o])] for o in order]

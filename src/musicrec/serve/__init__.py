@@ -1,0 +1,1 @@
+"""Serving: a model bundle (model + id mappings + names) that answers recommendation requests."""

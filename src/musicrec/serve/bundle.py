@@ -1,0 +1,144 @@
+"""A model folder with everything needed to answer requests in the listener's own terms.
+
+Layout written by ``ModelBundle.save`` (and ``musicrec train``)::
+
+    config.json state.npz interactions.npz   # the model (``Recommender.save``)
+    items.parquet   # schema.SPLIT_ITEMS of the training catalogue: names, original ids
+    users.parquet   # schema.SPLIT_USERS: original user ids
+    bundle.json     # split path, protocol, item level, fit seconds
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from musicrec import MusicrecError, schema
+from musicrec.features.interactions import Histories, atomic_write_json
+from musicrec.models.base import Recommender
+from musicrec.serve.names import NameIndex
+
+
+@dataclass
+class Recommendation:
+    item_id: int          # store id
+    source_id: str | None  # the source's original id
+    name: str
+    score: float
+    reason: str           # "" when the model cannot explain
+
+
+def _write_parquet(df: pl.DataFrame, path: str) -> None:
+    tmp = f"{path}.tmp-{os.getpid()}"
+    df.write_parquet(tmp)
+    os.replace(tmp, path)
+
+
+class ModelBundle:
+    """A fitted model plus its item names and user ids."""
+
+    def __init__(self, model: Recommender, items: pl.DataFrame, users: pl.DataFrame, meta: dict | None = None):
+        self.model = model
+        self.meta = meta or {}
+        train = model.train_
+        items = schema.conform(items, schema.SPLIT_ITEMS)
+        users = schema.conform(users, schema.SPLIT_USERS)
+        # align item rows with model indices; unknown names fall back to the id
+        ids = pl.DataFrame({"item_id": train.items.ids})
+        self.items = ids.join(items.unique("item_id"), on="item_id", how="left").with_columns(
+            pl.coalesce(pl.col("name"), pl.col("source_id"), pl.col("item_id").cast(pl.String)).alias("name"))
+        self.users = pl.DataFrame({"user_id": train.users.ids}).join(users.unique("user_id"), on="user_id", how="left")
+        self.item_level = self.meta.get("item_level", "artist")
+        names = self.items["name"].to_list()
+        artists = self.items["artist_name"].to_list()
+        self.display = [n if (self.item_level != "track" or not a) else f"{n} — {a}" for n, a in zip(names, artists)]
+        popularity = np.diff(train.matrix.tocsc().indptr)
+        self.names = NameIndex(names, self.items["source_id"].to_list(), popularity)
+        self._user_by_source = {s: i for i, s in enumerate(self.users["source_id"].to_list()) if s is not None}
+
+    # ------------------------------------------------------------ persistence
+    def save(self, path: str) -> None:
+        self.model.save(path)
+        _write_parquet(self.items.select(list(schema.SPLIT_ITEMS)), os.path.join(path, "items.parquet"))
+        _write_parquet(self.users.select(list(schema.SPLIT_USERS)), os.path.join(path, "users.parquet"))
+        atomic_write_json(os.path.join(path, "bundle.json"), self.meta)
+
+    @classmethod
+    def load(cls, path: str) -> "ModelBundle":
+        from musicrec.models.registry import load_model
+
+        if not os.path.isdir(path):
+            raise MusicrecError(f"{path}: no such model folder")
+        model = load_model(path)
+        read = lambda name, sch: (pl.read_parquet(os.path.join(path, name))  # noqa: E731
+                                  if os.path.isfile(os.path.join(path, name)) else schema.empty(sch))
+        meta = {}
+        if os.path.isfile(os.path.join(path, "bundle.json")):
+            with open(os.path.join(path, "bundle.json"), encoding="utf-8") as fh:
+                meta = json.load(fh)
+        return cls(model, read("items.parquet", schema.SPLIT_ITEMS), read("users.parquet", schema.SPLIT_USERS), meta)
+
+    # ------------------------------------------------------------ resolving
+    def user_index(self, user: str) -> int:
+        """Training index of a user given by original id (e.g. "2") or store id."""
+        if user in self._user_by_source:
+            return self._user_by_source[user]
+        if user.lstrip("-").isdigit():
+            idx = int(self.model.train_.users.index([int(user)])[0])
+            if idx >= 0:
+                return idx
+        raise MusicrecError(f"unknown user {user!r}: not in this model's training data")
+
+    def item_index(self, name: str) -> int:
+        idx = self.names.find(name)
+        if idx is None:
+            hint = self.names.suggest(name)
+            kind = "artist" if self.item_level == "artist" else "track"
+            raise MusicrecError(f"no {kind} matches {name!r}" + (f"; did you mean: {', '.join(hint)}?" if hint else ""))
+        return idx
+
+    # ------------------------------------------------------------ answering
+    def _explain(self, history: np.ndarray, item: int) -> str:
+        support = self.model.explain(history, item, n=2)
+        if not support:
+            return ""
+        return "because you listened to " + " and ".join(self.display[j] for j, _ in support)
+
+    def _package(self, idx: np.ndarray, scores: np.ndarray, history: np.ndarray) -> list[Recommendation]:
+        out = []
+        for i, s in zip(idx, scores):
+            if not np.isfinite(s):
+                break
+            row = self.items.row(int(i), named=True)
+            out.append(Recommendation(int(row["item_id"]), row["source_id"], self.display[int(i)], float(s),
+                                      self._explain(history, int(i))))
+        return out
+
+    def recommend_user(self, user: str, k: int = 10, exclude_seen: bool = True) -> list[Recommendation]:
+        """Top ``k`` for a known listener, with reasons from their history."""
+        u = self.user_index(user)
+        hist = self.model.train_.histories([u])
+        idx, scores = self.model.recommend(hist, k=k, exclude_seen=exclude_seen)
+        return self._package(idx[0], scores[0], hist.sequences[0])
+
+    def recommend_seeds(self, seeds: list[str], k: int = 10) -> list[Recommendation]:
+        """Top ``k`` for a new listener (or a session) given artist/track names in listening order."""
+        if not seeds:
+            raise MusicrecError("give at least one seed")
+        items = np.array([self.item_index(s) for s in seeds], dtype=np.int64)
+        hist = Histories.from_sequences([items], self.model.train_.n_items)
+        idx, scores = self.model.recommend(hist, k=k, exclude_seen=True)
+        return self._package(idx[0], scores[0], items)
+
+    def similar(self, name: str, k: int = 10) -> tuple[str, list[Recommendation]]:
+        """The matched item's display name and its ``k`` most similar items."""
+        i = self.item_index(name)
+        try:
+            idx, scores = self.model.similar_items([i], k=k)
+        except NotImplementedError:
+            raise MusicrecError(f"model {self.model.name} has no item similarity; use itemknn, ease, als, bpr or sr")
+        return self.display[i], self._package(idx[0], scores[0], np.array([], dtype=np.int64))
