@@ -100,7 +100,9 @@ def hit_matrix(ranked: np.ndarray, relevant: list) -> tuple[np.ndarray, np.ndarr
     ----------
     ranked : ndarray, shape (B, K), int
         Item indices per row, best first; entries < 0 are padding.
-    relevant : list of B arrays of item indices
+    relevant : list of B arrays of item indices, or ndarray, shape (B, R), int
+        The 2-D form is a fast path for the session protocol (R = 1 target per row): each
+        row must hold distinct items, entries < 0 are padding.
 
     Returns
     -------
@@ -111,12 +113,17 @@ def hit_matrix(ranked: np.ndarray, relevant: list) -> tuple[np.ndarray, np.ndarr
     ranked = np.asarray(ranked, dtype=np.int64)
     if ranked.ndim != 2 or ranked.shape[0] != len(relevant):
         raise ValueError(f"ranked must be (B, K) with B = len(relevant) = {len(relevant)}, got {ranked.shape}")
-    rel = [np.unique(np.asarray(r, dtype=np.int64)) for r in relevant]
-    n_rel = np.array([len(r) for r in rel], dtype=np.int64)
-    rel_flat = np.concatenate(rel) if rel else np.zeros(0, np.int64)
+    if isinstance(relevant, np.ndarray) and relevant.ndim == 2:
+        valid = relevant >= 0
+        n_rel = valid.sum(axis=1).astype(np.int64)
+        rel_flat = relevant[valid].astype(np.int64)  # row-major, so grouped by row like the list form
+    else:
+        rel = [np.unique(np.asarray(r, dtype=np.int64)) for r in relevant]
+        n_rel = np.array([len(r) for r in rel], dtype=np.int64)
+        rel_flat = np.concatenate(rel) if rel else np.zeros(0, np.int64)
     # encode (row, item) pairs as one int64 so one np.isin answers the whole batch
     width = int(max(ranked.max(initial=0), rel_flat.max(initial=0))) + 1
-    rel_keys = np.repeat(np.arange(len(rel), dtype=np.int64), n_rel) * width + rel_flat
+    rel_keys = np.repeat(np.arange(len(n_rel), dtype=np.int64), n_rel) * width + rel_flat
     rows = np.arange(ranked.shape[0], dtype=np.int64)[:, None]
     hits = (ranked >= 0) & np.isin(rows * width + ranked, rel_keys)
     return hits, n_rel
@@ -131,7 +138,8 @@ def ranking_metrics(ranked: np.ndarray, relevant: list, ks=(10, 20),
     ranked : ndarray, shape (B, Kmax), int
         Item indices per row, best first; entries < 0 are padding. Lists shorter than a
         requested k are padded with misses.
-    relevant : list of B arrays of item indices
+    relevant : list of B arrays of item indices, or ndarray (B, R)
+        See ``hit_matrix``.
     ks : iterable of int
     names : iterable of str
         Subset of ``METRIC_NAMES``.
