@@ -1,0 +1,471 @@
+"""Split protocols: canonical plays -> train / valid / test events (a :class:`Split`).
+
+Two kinds of evaluation follow from a protocol:
+
+* ``"user"`` (user-holdout, leave-last-out, temporal): a user's train events are the
+  history, their test items the relevant set.
+* ``"session"`` (session-lastday): every prefix of each test session is scored against
+  the next item, over the whole catalogue, repeats included.
+
+Every protocol is deterministic; the only randomness (user-holdout) comes from a hash of
+``(seed, user, item)``, so the result does not depend on row order or on how users are
+partitioned. :func:`make_split` chains the cleaning steps and a protocol on a store.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from datetime import datetime, timezone
+
+import numpy as np
+import polars as pl
+
+from musicrec import MusicrecError, schema
+from musicrec.preprocess.clean import dedupe, drop_short_plays, k_core, to_events
+from musicrec.preprocess.sessionize import sessionize
+from musicrec.preprocess.splitset import Split
+
+DAY_US = 86_400 * 1_000_000
+
+
+# ----------------------------------------------------------------------------- helpers
+def _events(events: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
+    if isinstance(events, pl.LazyFrame):
+        events = events.collect()
+    return schema.conform(events, schema.SPLIT_EVENTS)
+
+
+def _check_frac(name: str, value: float, low_open: bool = True) -> None:
+    ok = (0 < value < 1) if low_open else (0 <= value < 1)
+    if not ok:
+        raise MusicrecError(f"{name} must be in {'(0, 1)' if low_open else '[0, 1)'}, got {value}")
+
+
+def _require_timestamps(events: pl.DataFrame, protocol: str) -> None:
+    if events.height and events["timestamp"].null_count() == events.height:
+        raise MusicrecError(
+            f"{protocol} needs timestamps, and these plays have none (aggregated counts such as "
+            "HetRec); use the user-holdout protocol"
+        )
+
+
+def drop_unseen(train: pl.DataFrame, part: pl.DataFrame | None) -> tuple[pl.DataFrame | None, int]:
+    """Rows of ``part`` whose item occurs in ``train``, and how many rows were removed."""
+    if part is None:
+        return None, 0
+    kept = part.join(train.select("item_id").unique(), on="item_id", how="semi", maintain_order="left")
+    return kept, part.height - kept.height
+
+
+def _hash_keys(user: np.ndarray, item: np.ndarray, seed: int) -> np.ndarray:
+    """SplitMix64 of (seed, user, item): a reproducible uniform shuffle key per pair."""
+    with np.errstate(over="ignore"):
+        x = np.full(len(user), seed, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+        x ^= user.astype(np.uint64) * np.uint64(0xBF58476D1CE4E5B9)
+        x ^= item.astype(np.uint64) * np.uint64(0x94D049BB133111EB)
+        x ^= x >> np.uint64(30)
+        x *= np.uint64(0xBF58476D1CE4E5B9)
+        x ^= x >> np.uint64(27)
+        x *= np.uint64(0x94D049BB133111EB)
+        x ^= x >> np.uint64(31)
+    return x
+
+
+def _user_split(part: pl.DataFrame, meta: dict) -> Split:
+    """Assemble a user-evaluated split from ``part`` (one label per row), dropping unseen items."""
+    train = part.filter(pl.col("_part") == "train").drop("_part")
+    test, n_test = drop_unseen(train, part.filter(pl.col("_part") == "test").drop("_part"))
+    valid = None
+    n_valid = 0
+    if meta.pop("_has_valid"):
+        valid, n_valid = drop_unseen(train, part.filter(pl.col("_part") == "valid").drop("_part"))
+    meta.update(evaluation="user", removed_unseen={"test": n_test, "valid": n_valid})
+    return Split(train=train, test=test, valid=valid, meta=meta)
+
+
+# ----------------------------------------------------------------------------- protocols
+def user_holdout(
+    events, test_frac: float = 0.2, valid_frac: float = 0.1, seed: int = 0, min_items: int = 5
+) -> Split:
+    """Per user, hold out a random fraction of their distinct items for test and for validation.
+
+    Parameters
+    ----------
+    events : DataFrame in ``schema.SPLIT_EVENTS``
+    test_frac, valid_frac : float
+        Fractions of each user's distinct items; counts are rounded half up, test gets at
+        least 1 item and train keeps at least 1. ``valid_frac=0`` gives no validation part.
+    seed : int
+        Seed of the per-(user, item) shuffle.
+    min_items : int
+        Users with fewer distinct items (or fewer than 2) stay entirely in train.
+
+    Returns
+    -------
+    Split with ``evaluation="user"``; all events of a held-out (user, item) pair go to
+    the same part, and test/valid rows of items absent from train are removed.
+    """
+    _check_frac("test_frac", test_frac)
+    _check_frac("valid_frac", valid_frac, low_open=False)
+    if test_frac + valid_frac >= 1:
+        raise MusicrecError(f"test_frac + valid_frac must be < 1, got {test_frac + valid_frac}")
+    ev = _events(events)
+    pairs = ev.select("user_id", "item_id").unique().sort("user_id", "item_id")
+    pairs = pairs.with_columns(
+        pl.Series("_key", _hash_keys(pairs["user_id"].to_numpy(), pairs["item_id"].to_numpy(), seed))
+    )
+    n = pl.len().over("user_id")
+    n_test = (n * test_frac + 0.5).floor().cast(pl.Int64).clip(lower_bound=1)
+    n_valid = (n * valid_frac + 0.5).floor().cast(pl.Int64)
+    # Train keeps at least one item: shrink validation first, then test.
+    n_valid = pl.min_horizontal(n_valid, n - 1 - n_test).clip(lower_bound=0)
+    n_test = pl.min_horizontal(n_test, n - 1)
+    rank = pl.col("_key").rank("ordinal").over("user_id") - 1
+    eligible = n >= max(min_items, 2)
+    label = (
+        pl.when(~eligible).then(pl.lit("train"))
+        .when(rank < n_test).then(pl.lit("test"))
+        .when(rank < n_test + n_valid).then(pl.lit("valid"))
+        .otherwise(pl.lit("train"))
+    )
+    pairs = pairs.with_columns(label.alias("_part")).select("user_id", "item_id", "_part")
+    part = ev.join(pairs, on=["user_id", "item_id"], how="left", maintain_order="left")
+    meta = dict(protocol="user-holdout", seed=seed, _has_valid=valid_frac > 0,
+                params=dict(test_frac=test_frac, valid_frac=valid_frac, min_items=min_items))
+    return _user_split(part, meta)
+
+
+def _last_items(ev: pl.DataFrame, n: int, eligible: pl.DataFrame) -> pl.DataFrame:
+    """Boolean ``_hit`` per row: among eligible users, plays of their last ``n`` distinct items
+    at or after the point where the earliest of those items was last played."""
+    last = (
+        ev.filter(pl.col("timestamp").is_not_null())
+        .join(eligible, on="user_id", how="semi")
+        .group_by("user_id", "item_id").agg(pl.col("timestamp").max().alias("_last"))
+        .sort(["user_id", "_last", "item_id"], descending=[False, True, True])
+        .filter(pl.int_range(pl.len()).over("user_id") < n)
+        .with_columns(pl.col("_last").min().over("user_id").alias("_cut"))
+        .select("user_id", "item_id", "_cut")
+    )
+    out = ev.join(last, on=["user_id", "item_id"], how="left", maintain_order="left")
+    return out.with_columns(
+        (pl.col("_cut").is_not_null() & (pl.col("timestamp") >= pl.col("_cut"))).fill_null(False).alias("_hit")
+    ).drop("_cut")
+
+
+def leave_last_out(events, n: int = 1, valid: bool = True, min_items: int | None = None) -> Split:
+    """By time, each user's last ``n`` distinct items go to test, the ``n`` before to validation.
+
+    Parameters
+    ----------
+    events : DataFrame in ``schema.SPLIT_EVENTS`` with timestamps
+    n : int
+        Distinct items per user held out in each part. The test items are the ``n`` items
+        whose latest play is most recent; their plays at or after the earliest of those
+        latest plays are test (earlier plays of them stay in train, as repeat listening).
+    valid : bool
+        Also hold out the previous ``n`` items (same rule on what is left) for validation.
+    min_items : int, optional
+        Users with fewer distinct timed items stay in train; default ``n * parts + 1``.
+
+    Rows without a timestamp stay in train. Raises if no row has a timestamp.
+    """
+    if n < 1:
+        raise MusicrecError(f"n must be >= 1, got {n}")
+    ev = _events(events)
+    _require_timestamps(ev, "leave-last-out")
+    least = n * (2 if valid else 1) + 1      # at least one item must stay in train
+    need = least if min_items is None else max(min_items, least)
+    ev = ev.with_row_index("_row")
+    eligible = (
+        ev.filter(pl.col("timestamp").is_not_null())
+        .group_by("user_id").agg(pl.col("item_id").n_unique().alias("_n"))
+        .filter(pl.col("_n") >= need).select("user_id")
+    )
+    ev = _last_items(ev, n, eligible)
+    labelled = ev.with_columns(pl.when(pl.col("_hit")).then(pl.lit("test")).otherwise(None).alias("_part"))
+    if valid:
+        rest = _last_items(labelled.filter(pl.col("_part").is_null()).drop("_hit", "_part"), n, eligible)
+        valid_rows = rest.filter(pl.col("_hit")).select("_row", pl.lit("valid").alias("_valid"))
+        labelled = labelled.join(valid_rows, on="_row", how="left").with_columns(
+            pl.coalesce("_part", "_valid").alias("_part")).drop("_valid")
+    part = labelled.with_columns(pl.col("_part").fill_null("train")).drop("_hit").sort("_row").drop("_row")
+    meta = dict(protocol="leave-last-out", seed=None, _has_valid=valid,
+                params=dict(n=n, valid=valid, min_items=need))
+    return _user_split(part, meta)
+
+
+def temporal(events, test_frac: float = 0.2, valid_frac: float = 0.1) -> Split:
+    """Global time cut: the latest ``test_frac`` of timed events are test, the ``valid_frac``
+    before them validation, everything earlier train.
+
+    Events tied with a cut time go to the later part. Rows without a timestamp stay in
+    train. ``meta["params"]`` records the cut times. Test users may have no train history
+    (``meta["test_users_without_history"]``).
+    """
+    _check_frac("test_frac", test_frac)
+    _check_frac("valid_frac", valid_frac, low_open=False)
+    if test_frac + valid_frac >= 1:
+        raise MusicrecError(f"test_frac + valid_frac must be < 1, got {test_frac + valid_frac}")
+    ev = _events(events)
+    _require_timestamps(ev, "temporal")
+    ts = ev["timestamp"].drop_nulls().sort()
+    # the tiny epsilon keeps 10 * (1 - 0.3) from flooring to 6
+    t_test = ts[int(np.floor(len(ts) * (1 - test_frac) + 1e-9))]
+    t_valid = ts[int(np.floor(len(ts) * (1 - test_frac - valid_frac) + 1e-9))] if valid_frac > 0 else t_test
+    t = pl.col("timestamp")
+    part = ev.with_columns(
+        pl.when(t.is_null() | (t < t_valid)).then(pl.lit("train"))
+        .when(t < t_test).then(pl.lit("valid"))
+        .otherwise(pl.lit("test")).alias("_part")
+    )
+    meta = dict(protocol="temporal", seed=None, _has_valid=valid_frac > 0,
+                params=dict(test_frac=test_frac, valid_frac=valid_frac,
+                            test_from=t_test.isoformat(), valid_from=t_valid.isoformat()))
+    split = _user_split(part, meta)
+    known = split.train.select("user_id").unique()
+    split.meta["test_users_without_history"] = (
+        split.test.select("user_id").unique().join(known, on="user_id", how="anti").height
+    )
+    return split
+
+
+def session_lastday(
+    events, test_days: float = 1.0, slice_gap_days: float = 2.0, min_session_len: int = 2, valid: bool = True
+) -> Split:
+    """Session-based split: in each time slice, the sessions ending in its last days are test.
+
+    Parameters
+    ----------
+    events : DataFrame in ``schema.SPLIT_EVENTS`` with timestamps and ``session_id``
+    test_days : float, days
+        Sessions whose last event is at or after ``slice end - test_days`` are test.
+    slice_gap_days : float, days
+        The timeline is cut into slices wherever no event happens for longer than this
+        (e.g. the 5 slices of the 30Music sample, months apart); without such gaps the
+        data is one slice.
+    min_session_len : int
+        Test/valid sessions with fewer events are dropped.
+    valid : bool
+        In each slice, the training sessions ending in the last ``test_days`` of what is
+        left become validation (and leave train).
+
+    Returns
+    -------
+    Split with ``evaluation="session"``. Test/valid events of items never seen in train
+    are removed; sessions left with fewer than 2 events are dropped. Undated sessions
+    (aggregated counts) stay in train. ``meta["slices"]`` describes each slice.
+    """
+    if test_days <= 0 or slice_gap_days <= 0:
+        raise MusicrecError("test_days and slice_gap_days must be > 0")
+    ev = _events(events)
+    _require_timestamps(ev, "session-lastday")
+    if ev["session_id"].null_count():
+        raise MusicrecError("session-lastday needs a session_id on every event; sessionize the plays first")
+    us = pl.col("timestamp").dt.epoch("us")
+    sess = ev.group_by("session_id").agg(us.max().alias("_end"), pl.len().alias("_len"))
+    dated = sess.filter(pl.col("_end").is_not_null())
+
+    # Slices: maximal runs of events without a gap longer than slice_gap_days; a session
+    # belongs to the slice of its last event.
+    times = np.sort(ev.select(us.drop_nulls())["timestamp"].to_numpy())
+    starts = times[np.concatenate([[0], np.flatnonzero(np.diff(times) > slice_gap_days * DAY_US) + 1])]
+    slice_of = np.searchsorted(starts, dated["_end"].to_numpy(), side="right") - 1
+    dated = dated.with_columns(pl.Series("_slice", slice_of, dtype=pl.Int64))
+    span = int(test_days * DAY_US)
+    dated = dated.with_columns(
+        (pl.col("_end") >= pl.col("_end").max().over("_slice") - span).alias("_test"))
+    if valid:
+        train_end = pl.col("_end").filter(~pl.col("_test")).max().over("_slice")
+        dated = dated.with_columns(
+            (~pl.col("_test") & (pl.col("_end") >= train_end - span)).fill_null(False).alias("_valid"))
+    else:
+        dated = dated.with_columns(pl.lit(False).alias("_valid"))
+
+    def events_of(mask: pl.Expr) -> pl.DataFrame:
+        ids = dated.filter(mask).select("session_id")
+        return ev.join(ids, on="session_id", how="semi", maintain_order="left")
+
+    train = ev.join(dated.filter(pl.col("_test") | pl.col("_valid")).select("session_id"),
+                    on="session_id", how="anti", maintain_order="left")
+    long_enough = pl.col("_len") >= min_session_len
+    removed = {}
+
+    def held_out(mask: pl.Expr, name: str) -> pl.DataFrame:
+        part, n_unseen = drop_unseen(train, events_of(mask & long_enough))
+        part = part.filter(pl.len().over("session_id") >= 2)
+        removed[name] = n_unseen
+        return part
+
+    test = held_out(pl.col("_test"), "test")
+    valid_part = held_out(pl.col("_valid"), "valid") if valid else None
+
+    def per_slice(part: pl.DataFrame | None) -> np.ndarray:
+        if part is None:
+            return np.zeros(len(starts), dtype=np.int64)
+        ids = dated.join(part.select("session_id").unique(), on="session_id", how="semi")
+        return np.bincount(ids["_slice"].to_numpy(), minlength=len(starts))
+
+    counts = {name: per_slice(p) for name, p in (("train", train), ("valid", valid_part), ("test", test))}
+    slices = []
+    for k, start in enumerate(starts):
+        end = int(dated.filter(pl.col("_slice") == k)["_end"].max())
+        slices.append(dict(start=_iso(start), end=_iso(end), test_from=_iso(end - span),
+                           **{f"{name}_sessions": int(c[k]) for name, c in counts.items()}))
+    meta = dict(protocol="session-lastday", evaluation="session", seed=None,
+                params=dict(test_days=test_days, slice_gap_days=slice_gap_days,
+                            min_session_len=min_session_len, valid=valid),
+                slices=slices, removed_unseen={"test": removed["test"], "valid": removed.get("valid", 0)},
+                test_sessions=test["session_id"].n_unique(),
+                undated_train_sessions=sess.height - dated.height)
+    return Split(train=train, test=test, valid=valid_part, meta=meta)
+
+
+def _iso(epoch_us: int) -> str:
+    return datetime.fromtimestamp(int(epoch_us) / 1e6, tz=timezone.utc).isoformat()
+
+
+PROTOCOLS = {
+    "user-holdout": user_holdout,
+    "leave-last-out": leave_last_out,
+    "temporal": temporal,
+    "session-lastday": session_lastday,
+}
+
+
+def protocol_function(name: str):
+    try:
+        return PROTOCOLS[name]
+    except KeyError:
+        raise MusicrecError(f"unknown split protocol {name!r}; choose one of: {', '.join(PROTOCOLS)}") from None
+
+
+# ----------------------------------------------------------------------------- store side
+def open_store(url: str):
+    """``musicrec.store.Store(url)``, checked to hold plays."""
+    from musicrec.store import Store
+
+    store = Store(url)
+    if not store.exists():
+        raise MusicrecError(f"{url}: no musicrec store here; create one with `musicrec ingest`")
+    return store
+
+
+def catalog(store, item_level: str, item_ids) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Names and tags of the given items.
+
+    Returns
+    -------
+    items : DataFrame in ``schema.SPLIT_ITEMS`` (one row per id; null names when unknown)
+    item_tags : DataFrame in ``schema.SPLIT_ITEM_TAGS``: the artist's tags with summed
+        weights; a track gets the tags of its artist.
+    """
+    ids = pl.DataFrame({"item_id": pl.Series(item_ids, dtype=pl.Int64)}).unique().sort("item_id")
+    artists = store.table("artists").select(
+        pl.col("artist_id"), pl.col("source_id"), pl.col("name"))
+    if item_level == "artist":
+        items = ids.join(artists.rename({"artist_id": "item_id"}), on="item_id", how="left")
+        items = items.with_columns(pl.col("name").alias("artist_name"), pl.col("item_id").alias("artist_id"))
+    else:
+        tracks = store.table("tracks").select("track_id", "source_id", "name", "artist_id")
+        items = (ids.join(tracks.rename({"track_id": "item_id"}), on="item_id", how="left")
+                 .join(artists.select("artist_id", pl.col("name").alias("artist_name")), on="artist_id", how="left"))
+    tags = (store.table("tags").group_by("artist_id", "tag").agg(pl.col("weight").fill_null(1.0).sum()))
+    item_tags = (items.select("item_id", "artist_id").join(tags, on="artist_id", how="inner")
+                 .select("item_id", "tag", "weight").sort("item_id", "tag"))
+    return schema.conform(items, schema.SPLIT_ITEMS), schema.conform(item_tags, schema.SPLIT_ITEM_TAGS)
+
+
+def user_table(store, user_ids) -> pl.DataFrame:
+    """Original ids of the given users (``schema.SPLIT_USERS``; null source_id when unknown)."""
+    ids = pl.DataFrame({"user_id": pl.Series(user_ids, dtype=pl.Int64)}).unique().sort("user_id")
+    users = store.table("users").select("user_id", "source_id").unique("user_id", keep="first")
+    return schema.conform(ids.join(users, on="user_id", how="left"), schema.SPLIT_USERS)
+
+
+def default_item_level(plays: pl.DataFrame) -> str:
+    """``"track"`` when any play has a track id, else ``"artist"``."""
+    return "track" if plays["track_id"].null_count() < plays.height else "artist"
+
+
+def _protocol_kwargs(fn, name: str, params: dict, seed: int) -> dict:
+    accepted = [p for p in inspect.signature(fn).parameters if p != "events"]
+    unknown = sorted(set(params) - set(accepted))
+    if unknown:
+        raise MusicrecError(
+            f"protocol {name} does not take {', '.join(unknown)}; it takes: {', '.join(accepted)}")
+    kwargs = dict(params)
+    if "seed" in accepted:
+        kwargs["seed"] = seed
+    return kwargs
+
+
+def make_split(
+    store_url: str,
+    protocol: str,
+    out: str | None = None,
+    item_level: str | None = None,
+    seed: int = 0,
+    min_ms: int = 30_000,
+    session_gap_s: float = 1800,
+    k_core_user: int = 0,
+    k_core_item: int = 0,
+    sources: list[str] | None = None,
+    **protocol_params,
+) -> Split:
+    """Clean a store's plays, run a protocol, attach names and tags, optionally save.
+
+    Steps: keep ``sources`` (reader names; all when None) -> :func:`dedupe` ->
+    :func:`drop_short_plays` (``min_ms``) -> :func:`sessionize` (``session_gap_s``) ->
+    :func:`to_events` (``item_level``; default track when plays have track ids) ->
+    :func:`k_core` (when a threshold is > 0) -> the protocol (``protocol_params``).
+    ``meta["preprocess"]`` records the parameters and how many rows each step dropped.
+    """
+    fn = protocol_function(protocol)
+    kwargs = _protocol_kwargs(fn, protocol, protocol_params, seed)
+    if item_level not in (None, "artist", "track"):
+        raise MusicrecError(f"unknown item level {item_level!r}; choose artist or track")
+    store = open_store(store_url)
+    plays = store.scan("plays")
+    if sources:
+        known = plays.select(pl.col("source").unique()).collect()["source"].drop_nulls().to_list()
+        unknown = sorted(set(sources) - set(known))
+        if unknown:
+            raise MusicrecError(f"source(s) {', '.join(unknown)} not in the store; it has: {', '.join(sorted(known))}")
+        plays = plays.filter(pl.col("source").is_in(list(sources)))
+    plays = schema.conform(plays.collect(), schema.STORE_PLAYS)
+    if plays.height == 0:
+        raise MusicrecError(f"{store_url}: the store has no plays{' for ' + ', '.join(sources) if sources else ''}")
+    n_raw = plays.height
+    plays = dedupe(plays)
+    n_dupes = n_raw - plays.height
+    plays, n_short = drop_short_plays(plays, min_ms)
+    level = item_level or default_item_level(plays)
+    if level == "track" and plays["track_id"].null_count() == plays.height:
+        raise MusicrecError("these plays have no track ids (artist-level data); use --item artist")
+    n_plays = plays.height
+    events = to_events(sessionize(plays, gap_s=session_gap_s), item_level=level)
+    n_no_item = n_plays - plays.filter(pl.col(f"{level}_id").is_not_null()).height
+    n_events = events.height
+    if k_core_user > 0 or k_core_item > 0:
+        events = k_core(events, min_user=k_core_user, min_item=k_core_item)
+    if events.height == 0:
+        raise MusicrecError("no events left after cleaning and k-core filtering")
+
+    split = fn(events, **kwargs)
+    used = pl.concat([p["item_id"] for p in (split.train, split.valid, split.test) if p is not None])
+    split.items, split.item_tags = catalog(store, level, used.unique())
+    split.users = user_table(store, pl.concat([p["user_id"] for p in (split.train, split.valid, split.test)
+                                               if p is not None]).unique())
+    split.meta.update(
+        item_level=level, seed=seed, store=str(store_url),
+        preprocess=dict(
+            sources=list(sources) if sources else None, min_ms=min_ms, session_gap_s=session_gap_s,
+            k_core_user=k_core_user, k_core_item=k_core_item, plays=n_raw, dropped_duplicates=n_dupes,
+            dropped_short=n_short, dropped_no_item=n_no_item, dropped_k_core=n_events - events.height,
+        ),
+    )
+    if out is not None:
+        split.save(os.fspath(out))
+    return split

@@ -1,0 +1,88 @@
+import json
+import os
+from datetime import datetime, timedelta, timezone
+
+import polars as pl
+import pytest
+
+from musicrec import schema
+from musicrec.cli.main import main
+
+T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
+
+
+@pytest.fixture
+def store(tmp_path):
+    """3 users x 10 timed plays of 3 tracks, original ids "u1".."u3" and "t100".."t102"."""
+    path = tmp_path / "store"
+    path.mkdir()
+    plays = pl.DataFrame([dict(user_id=u, artist_id=10, track_id=100 + k % 3, play_count=1, source="x",
+                               timestamp=T0 + timedelta(seconds=1000 * k + u)) for u in (1, 2, 3) for k in range(10)])
+    tables = {
+        "plays": plays,
+        "users": pl.DataFrame(dict(user_id=[1, 2, 3], source_id=["u1", "u2", "u3"])),
+        "artists": pl.DataFrame(dict(artist_id=[10], source_id=["a10"], name=["Abba"])),
+        "tracks": pl.DataFrame(dict(track_id=[100, 101, 102], source_id=["t100", "t101", "t102"],
+                                    artist_id=[10, 10, 10])),
+    }
+    for name, df in tables.items():
+        schema.conform(df, getattr(schema, f"STORE_{name.upper()}")).write_parquet(path / f"{name}.parquet")
+    (path / "manifest.json").write_text(json.dumps({"schema_version": 1, "tables": {}, "sources": []}))
+    return str(path)
+
+
+def run(argv, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    out = capsys.readouterr()
+    return exc.value.code or 0, out.out, out.err
+
+
+def test_split_with_protocol(store, tmp_path, capsys):
+    out = str(tmp_path / "split")
+    code, stdout, _ = run(["split", store, "--protocol", "temporal", "--out", out,
+                           "--test-frac", "0.2", "--valid-frac", "0.1"], capsys)
+    assert code == 0
+    assert "train" in stdout and "test" in stdout and "duplicates: 0" in stdout
+    with open(os.path.join(out, "meta.json")) as fh:
+        meta = json.load(fh)
+    assert meta["protocol"] == "temporal" and meta["item_level"] == "track"
+    assert meta["counts"]["test"] == 6          # the last 20 % of 30 plays
+
+
+def test_split_import(store, tmp_path, capsys):
+    (tmp_path / "train.tsv").write_text("user_id\titem_id\nu1\tt100\nu1\tt101\nu2\tt100\n")
+    (tmp_path / "test.csv").write_text("user_id,item_id\nu2,t101\nnobody,t999\n")
+    out = str(tmp_path / "imported")
+    code, stdout, _ = run(["split", "import", store, "--train", str(tmp_path / "train.tsv"),
+                           "--test", str(tmp_path / "test.csv"), "--out", out], capsys)
+    assert code == 0, stdout
+    assert "unknown to the store" in stdout
+    with open(os.path.join(out, "meta.json")) as fh:
+        meta = json.load(fh)
+    assert meta["protocol"] == "import" and meta["unknown"]["users"] == 1 and meta["unknown"]["items"] == 1
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--protocol", "random"], "unknown split protocol 'random'; choose one of: user-holdout"),
+    (["--protocol", "user-holdout", "--test-days", "2"], "--test-days do(es) not apply to protocol user-holdout"),
+    ([], "--protocol is required"),
+    (["--protocol", "temporal", "--train", "x.tsv"], "belong to `musicrec split import`"),
+])
+def test_split_errors_are_one_line(store, tmp_path, capsys, argv, message):
+    code, _, err = run(["split", store, "--out", str(tmp_path / "s"), *argv], capsys)
+    assert code == 2
+    assert err.strip() == f"error: {message}" or (err.startswith("error: ") and message in err)
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_split_import_errors(store, tmp_path, capsys):
+    code, _, err = run(["split", "import", store, "--test", "t.csv", "--out", str(tmp_path / "s")], capsys)
+    assert code == 2 and "needs --train and --test" in err
+    code, _, err = run(["split", str(tmp_path / "nostore"), "--protocol", "temporal", "--out", str(tmp_path / "s")],
+                       capsys)
+    assert code == 2 and "no musicrec store here" in err
+    (tmp_path / "bad.csv").write_text("user,item_id\n1,2\n")
+    code, _, err = run(["split", "import", store, "--train", str(tmp_path / "bad.csv"), "--test",
+                        str(tmp_path / "bad.csv"), "--out", str(tmp_path / "s")], capsys)
+    assert code == 2 and "missing required column(s) user_id" in err
