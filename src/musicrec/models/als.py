@@ -1,0 +1,140 @@
+"""Implicit-feedback matrix factorisation by alternating least squares (Hu, Koren & Volinsky 2008).
+
+Training is ``implicit``'s CPU ALS. Only the factor arrays are kept, so a saved model needs
+no ``implicit`` object. New listeners are folded in with the exact least-squares step
+ALS itself uses for users, holding the item factors fixed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from musicrec import MusicrecError
+from musicrec.features.interactions import Histories, Interactions
+from musicrec.features.weighting import SCHEMES, weight
+from musicrec.models.base import Recommender
+
+
+@dataclass(frozen=True)
+class ALSConfig:
+    factors: int = 64               # latent dimensions D
+    regularization: float = 0.05    # L2 penalty on the factors
+    alpha: float = 1.0              # confidence = alpha * weighted plays (implicit's convention)
+    iterations: int = 15            # ALS sweeps (users, then items)
+    weighting: str = "bm25"         # play-count weighting before alpha (features.weighting.SCHEMES)
+    random_state: int = 0           # seed of the initial factors
+
+
+def fold_in(confidence: sp.csr_matrix, item_factors: np.ndarray, regularization: float) -> np.ndarray:
+    """User factors for new rows of ``confidence`` (B, I) given item factors Y (I, D) -> (B, D).
+
+    Solves ``(Y^T C_u Y + reg I) x = Y^T C_u p_u`` per row, where ``C_u`` is 1 for unplayed
+    items and the confidence for played ones and ``p_u`` marks played items; written as
+    ``Y^T Y + sum_i (c_i - 1) y_i y_i^T`` so the cost is per played item, as in ``implicit``.
+    """
+    y = item_factors.astype(np.float64)
+    base = y.T @ y + regularization * np.eye(y.shape[1])
+    out = np.zeros((confidence.shape[0], y.shape[1]), dtype=np.float32)
+    c = confidence.tocsr()
+    for r in range(c.shape[0]):
+        idx = c.indices[c.indptr[r]:c.indptr[r + 1]]
+        if len(idx) == 0:
+            continue
+        conf = c.data[c.indptr[r]:c.indptr[r + 1]].astype(np.float64)
+        yh = y[idx]
+        # as implicit: a negative confidence means "disliked" (preference 0, weight |c|)
+        a = base + (yh * (np.abs(conf) - 1.0)[:, None]).T @ yh
+        out[r] = np.linalg.solve(a, yh.T @ np.maximum(conf, 0.0))
+    return out
+
+
+def cosine_rows(vectors: np.ndarray, items: np.ndarray) -> np.ndarray:
+    """Cosine between ``vectors[items]`` (B, D) and every row of ``vectors`` (I, D) -> (B, I)."""
+    norms = np.linalg.norm(vectors, axis=1)
+    unit = vectors / np.maximum(norms, 1e-12)[:, None]
+    return (unit[np.asarray(items, dtype=np.int64)] @ unit.T).astype(np.float32)
+
+
+class ALS(Recommender):
+    """Score ``x_u . y_i``; x_u from training for known users, folded in for new histories.
+
+    Parameters
+    ----------
+    factors : int > 0
+    regularization : float >= 0
+    alpha : float > 0
+    iterations : int > 0
+    weighting : str
+    random_state : int
+        See ``ALSConfig``.
+    """
+
+    name = "als"
+
+    def __init__(self, factors: int = ALSConfig.factors, regularization: float = ALSConfig.regularization,
+                 alpha: float = ALSConfig.alpha, iterations: int = ALSConfig.iterations,
+                 weighting: str = ALSConfig.weighting, random_state: int = ALSConfig.random_state):
+        self.factors = factors
+        self.regularization = regularization
+        self.alpha = alpha
+        self.iterations = iterations
+        self.weighting = weighting
+        self.random_state = random_state
+
+    def _validate(self) -> None:
+        for key in ("factors", "iterations"):
+            value = getattr(self, key)
+            if not (isinstance(value, (int, np.integer)) and value > 0):
+                raise MusicrecError(f"{self.name}: {key} must be a positive integer, got {value!r}")
+        if not (isinstance(self.regularization, (int, float)) and self.regularization >= 0):
+            raise MusicrecError(f"{self.name}: regularization must be >= 0, got {self.regularization!r}")
+        if not (isinstance(self.alpha, (int, float)) and self.alpha > 0):
+            raise MusicrecError(f"{self.name}: alpha must be > 0, got {self.alpha!r}")
+        if self.weighting not in SCHEMES:
+            raise MusicrecError(f"{self.name}: unknown weighting {self.weighting!r}; choose one of {', '.join(SCHEMES)}")
+
+    def _fit(self, train: Interactions) -> None:
+        from implicit.cpu.als import AlternatingLeastSquares
+        from threadpoolctl import threadpool_limits
+
+        self._validate()
+        # implicit runs its own threads; a multithreaded BLAS underneath only oversubscribes
+        # (implicit checks, and warns, when the model is created)
+        with threadpool_limits(1, "blas"):
+            als = AlternatingLeastSquares(factors=int(self.factors), regularization=float(self.regularization),
+                                          alpha=float(self.alpha), iterations=int(self.iterations),
+                                          calculate_training_loss=False, random_state=self.random_state)
+            als.fit(weight(train.matrix, self.weighting), show_progress=False)
+        self.user_factors_ = np.asarray(als.user_factors, dtype=np.float32)
+        self.item_factors_ = np.asarray(als.item_factors, dtype=np.float32)
+
+    def user_vectors(self, histories: Histories) -> np.ndarray:
+        """Factors (B, D): trained ones for known users, folded in for the rest."""
+        self._check_fitted()
+        users = np.asarray(histories.users, dtype=np.int64)
+        out = np.zeros((len(users), self.item_factors_.shape[1]), dtype=np.float32)
+        known = users >= 0
+        out[known] = self.user_factors_[users[known]]
+        new = np.flatnonzero(~known)
+        if len(new):
+            conf = weight(histories.matrix[new], self.weighting, reference=self.train_.matrix) * float(self.alpha)
+            out[new] = fold_in(conf, self.item_factors_, float(self.regularization))
+        return out
+
+    def score(self, histories: Histories) -> np.ndarray:
+        """Dot products of user and item factors, shape (B, I)."""
+        return self.user_vectors(histories) @ self.item_factors_.T
+
+    def item_similarity(self, items: np.ndarray) -> np.ndarray:
+        """Cosine of item factors, shape (B, I)."""
+        return cosine_rows(self.item_factors_, items)
+
+    def _state(self) -> dict[str, np.ndarray]:
+        return {"user_factors": self.user_factors_, "item_factors": self.item_factors_}
+
+    def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
+        self.user_factors_ = arrays["user_factors"]
+        self.item_factors_ = arrays["item_factors"]
