@@ -50,8 +50,9 @@ def compare(split: Split, models=USER_MODELS, ks=(10, 20), trials: int = 0, para
                          "tuned_trials": len(out.tuning[name].trials) if name in out.tuning else 0})
         out.results.append(res)
         out.models[name] = model
-        log(f"{name}: fit {fit_s:.1f}s, " + ", ".join(f"{k}={v:.4f}" for k, v in res.metrics.items()
-                                                   if k.split("@")[0] in ("ndcg", "recall", "mrr", "hitrate")))
+        headline = ("hitrate", "mrr") if split.evaluation == "session" else ("ndcg", "recall")
+        log(f"{name}: fit {fit_s:.1f}s, test " + ", ".join(f"{k}={v:.4f}" for k, v in res.metrics.items()
+                                                         if k.split("@")[0] in headline))
     return out
 
 

@@ -1,7 +1,102 @@
-"""(placeholder until implemented)"""
+"""Commands that bring data in: ``datasets list``, ``datasets fetch``, ``ingest``."""
+
+from __future__ import annotations
+
+from typing import Optional
 
 import typer
 
+from musicrec import MusicrecError
+
+
+def _fail(exc: MusicrecError) -> None:
+    from musicrec.cli.main import fail
+
+    fail(str(exc))
+
+
+def parse_map(items: list[str] | None) -> dict[str, str]:
+    """``["user=listener", "artist=band"]`` -> ``{"user": "listener", "artist": "band"}``."""
+    out = {}
+    for item in items or []:
+        canonical, sep, column = item.partition("=")
+        if not sep or not canonical.strip() or not column.strip():
+            raise MusicrecError(f"--map wants canonical=column, got {item!r}")
+        out[canonical.strip()] = column.strip()
+    return out
+
 
 def register(app: typer.Typer) -> None:
-    pass
+    datasets = typer.Typer(no_args_is_help=True, help="Public datasets: list and fetch (with verification).")
+    app.add_typer(datasets, name="datasets")
+
+    @datasets.command("list")
+    def datasets_list():
+        """List the known datasets and whether each is cached under the data home."""
+        from rich.console import Console
+        from rich.table import Table
+
+        from musicrec.cli.main import data_home
+        from musicrec.ingest.datasets import DATASETS, is_cached
+
+        home = data_home()
+        table = Table(title=f"datasets (data home: {home})")
+        for col in ("name", "description", "files", "rows (all files)", "cached"):
+            table.add_column(col, overflow="fold")
+        for name, ds in DATASETS.items():
+            rows = [f.rows for f in ds.files if f.rows is not None]
+            table.add_row(name, ds.description, str(len(ds.files)), f"{sum(rows):,}" if rows else "?",
+                          "yes" if is_cached(name, home) else "no")
+        Console().print(table)
+
+    @datasets.command("fetch")
+    def datasets_fetch(
+        name: str = typer.Argument(..., help="dataset name (see `musicrec datasets list`)"),
+        from_: Optional[str] = typer.Option(None, "--from", help="local mirror folder (else $MUSICREC_DATA_MIRROR, "
+                                                                   "else the official URL)"),
+    ):
+        """Fetch a dataset into the data home, verify it, and print its folder."""
+        from musicrec.cli.main import data_home, data_mirror
+        from musicrec.ingest.datasets import fetch
+
+        try:
+            path = fetch(name, data_home(), mirror=from_ or data_mirror(), progress=True)
+        except MusicrecError as exc:
+            _fail(exc)
+        typer.echo(path)
+
+    @app.command()
+    def ingest(
+        source: str = typer.Argument(..., help="reader: hetrec-lastfm-2k, lastfm-1k, 30music, listenbrainz, "
+                                               "spotify-history, csv, parquet"),
+        path: str = typer.Argument(..., help="file or folder to read"),
+        store: str = typer.Option(..., "--store", help="store folder or fsspec URL (created when absent)"),
+        user: Optional[str] = typer.Option(None, "--user", help="listener name for single-user exports"),
+        map_: Optional[list[str]] = typer.Option(None, "--map", help="canonical=column (csv/parquet), repeatable"),
+        source_name: Optional[str] = typer.Option(None, "--source-name",
+                                                  help="key prefix and source label (csv/parquet; default csv)"),
+    ):
+        """Read a listening log and merge it into a canonical Parquet store (idempotent)."""
+        from rich.console import Console
+
+        from musicrec.ingest.readers import read
+        from musicrec.store import Store
+
+        err = Console(stderr=True)
+        try:
+            options = {"user": user, "source": source_name, "columns": parse_map(map_) or None}
+            with err.status(f"reading {path} ({source})…"):
+                tables = read(source, path, **options)
+            with err.status(f"merging {tables.plays.height:,} plays into {store}…"):
+                report = Store(store).ingest(tables)
+        except MusicrecError as exc:
+            _fail(exc)
+        a, c = report.added, report.counts
+        typer.echo(f"plays: {report.plays_added:,} added, {report.plays_duplicate:,} already there, "
+                   f"{report.rejected:,} rejected")
+        for name in ("users", "artists", "tracks", "tags", "friends"):
+            typer.echo(f"{name}: {a.get(name, 0):,} new, {c.get(name, 0):,} in store")
+        for kind, n in report.skipped.items():
+            typer.echo(f"skipped (not music): {n:,} {kind}")
+        if report.rejects_path:
+            typer.echo(f"rejected rows: {report.rejects_path}")

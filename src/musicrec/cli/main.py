@@ -32,7 +32,15 @@ def fail(message: str) -> None:
     raise typer.Exit(2)
 
 
+_REGISTERED = False
+
+
 def _register() -> None:
+    """Add every module's commands to ``app`` (once: tests and ``main`` may both call it)."""
+    global _REGISTERED
+    if _REGISTERED:
+        return
+    _REGISTERED = True
     from musicrec.cli import data_cmds, model_cmds, split_cmds
 
     for module in (data_cmds, split_cmds, model_cmds):

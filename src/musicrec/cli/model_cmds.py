@@ -12,6 +12,9 @@ import typer
 from musicrec import MusicrecError
 
 
+QUICK_METRICS = ["ndcg@10", "ndcg@20", "recall@10", "recall@20", "precision@10", "map@10", "coverage@10"]
+
+
 def _console():
     from rich.console import Console
 
@@ -202,7 +205,7 @@ def register(app: typer.Typer) -> None:
 
         console = _console()
         summary = run(data_home(), mirror or data_mirror(), out, trials=trials, log=console.print)
-        console.print(format_table(summary["results"], [10, 20]))
+        console.print(format_table(summary["results"], metrics=QUICK_METRICS))
         console.print(f"listener {summary['listener']} listens most to: {', '.join(summary['history'])}")
         recs = summary["recommendations"]
         held = summary["held_out"]

@@ -148,21 +148,30 @@ def significance_markdown(results: list[EvalResult]) -> str:
             + _md_table(header, rows))
 
 
-def format_table(results: list[EvalResult], ks=None):
-    """A ``rich.table.Table`` of the headline metrics (plus coverage and novelty) at each k, best model first."""
+def format_table(results: list[EvalResult], ks=None, metrics=None):
+    """A ``rich.table.Table`` of the headline metrics (plus coverage and novelty) at each k, best model first.
+
+    ``metrics`` (e.g. ["ndcg@10", "recall@20"]) picks the columns instead; a "fit s" column is
+    added when results carry ``info["fit_s"]``.
+    """
     from rich.table import Table
 
     protocol = _protocol(results)
     ks = sorted(ks) if ks else _ks(results)
     ranked = rank_results(results)
     keys = [f"{n}@{k}" for n in (*HEADLINE[protocol], "coverage", "novelty") for k in ks]
+    keys = list(metrics) if metrics else keys
     keys = [key for key in keys if any(key in r.metrics for r in ranked)]
+    with_fit = any("fit_s" in r.info for r in ranked)
     table = Table(title=f"{protocol} protocol, full ranking")
     table.add_column("model", style="bold")
     for key in keys:
         table.add_column(key, justify="right")
+    if with_fit:
+        table.add_column("fit s", justify="right")
     for r in ranked:
-        table.add_row(r.model, *[_fmt(r.metrics.get(key)) for key in keys])
+        fit = [f"{r.info['fit_s']:.1f}" if "fit_s" in r.info else "–"] if with_fit else []
+        table.add_row(r.model, *[_fmt(r.metrics.get(key)) for key in keys], *fit)
     return table
 
 

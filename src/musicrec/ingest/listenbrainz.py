@@ -1,0 +1,135 @@
+"""ListenBrainz listen exports: JSON lines (``listens/YYYY/M.jsonl`` in a user export) or a JSON
+array of listens, one file or a folder of them (searched recursively).
+
+One listen::
+
+    {"listened_at": 1699999999, "user_name": "alice", "recording_msid": "...",
+     "track_metadata": {"artist_name": "...", "track_name": "...", "release_name": "...",
+        "additional_info": {"recording_mbid": "...", "artist_mbids": ["..."], "duration_ms": 215000},
+        "mbid_mapping": {"recording_mbid": "...", "artist_mbids": ["..."]}}}
+
+``listened_at`` is Unix seconds (the start of the listen). Keys: users ``listenbrainz:<user>``;
+artists ``mbid:<first artist MBID>`` else ``name:<artist name>``; tracks ``mbid:<recording MBID>``
+else ``name:<artist>|<track>``. MBIDs come from ``additional_info`` (what the player sent) or,
+failing that, ``mbid_mapping`` (ListenBrainz's own match). ``duration_ms`` (or ``duration`` in
+seconds) gives the track duration; how long the listen lasted is unknown (``ms_played`` null).
+
+The user is the ``user`` option when given, else the listen's ``user_name``, else the
+``user_name`` of a ``user.json`` beside the files, else the file name's stem.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import polars as pl
+
+from musicrec import MusicrecError
+from musicrec.ingest.base import (MAX_EPOCH_S, Rejects, SourceTables, first_per_key, input_files, json_records,
+                                  name_keys, no_rows_error, track_name_keys)
+
+SOURCE = "listenbrainz"
+
+
+def _text(v) -> str | None:
+    if not isinstance(v, str):
+        return None
+    return v.strip() or None
+
+
+def _first_mbid(v) -> str | None:
+    if isinstance(v, list):
+        v = v[0] if v else None
+    return _text(v).lower() if _text(v) else None
+
+
+def _duration_ms(info: dict) -> int | None:
+    for key, scale in (("duration_ms", 1), ("duration", 1000)):
+        v = info.get(key)
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0:
+            return int(round(v * scale))
+    return None
+
+
+def _parse(rec, default_user: str | None, fallback_user: str) -> tuple[dict | None, str | None]:
+    """One listen -> (row, None) or (None, reason)."""
+    if not isinstance(rec, dict):
+        return None, f"not a JSON object ({type(rec).__name__})"
+    meta = rec.get("track_metadata")
+    if not isinstance(meta, dict):
+        return None, "missing track_metadata"
+    ts = rec.get("listened_at")
+    if ts is None:
+        return None, "missing listened_at"
+    if isinstance(ts, bool) or not isinstance(ts, (int, float)) or not 0 <= ts < MAX_EPOCH_S:
+        return None, f"bad listened_at {ts!r} (want Unix seconds)"
+    info = meta.get("additional_info") if isinstance(meta.get("additional_info"), dict) else {}
+    mapping = meta.get("mbid_mapping") if isinstance(meta.get("mbid_mapping"), dict) else {}
+    artist, track = _text(meta.get("artist_name")), _text(meta.get("track_name"))
+    artist_mbid = _first_mbid(info.get("artist_mbids")) or _first_mbid(mapping.get("artist_mbids"))
+    rec_mbid = _first_mbid(info.get("recording_mbid")) or _first_mbid(mapping.get("recording_mbid"))
+    if artist is None and artist_mbid is None:
+        return None, "missing artist_name"
+    if track is None and rec_mbid is None:
+        return None, "missing track_name"
+    user = default_user or _text(rec.get("user_name")) or fallback_user
+    return {"user": user, "ts": int(round(ts * 1_000_000)), "artist": artist, "track": track,
+            "artist_mbid": artist_mbid, "recording_mbid": rec_mbid, "duration_ms": _duration_ms(info)}, None
+
+
+def _export_user(folder: Path) -> str | None:
+    """``user_name`` from the ``user.json`` of an unzipped ListenBrainz export, if any."""
+    for candidate in (folder / "user.json", folder.parent / "user.json"):
+        try:
+            info = json.loads(candidate.read_text("utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(info, dict):
+            return _text(info.get("username")) or _text(info.get("user_name"))
+    return None
+
+
+def read_listenbrainz(path, user: str | None = None) -> SourceTables:
+    """Read ListenBrainz listens from a ``.jsonl``/``.json`` file or a folder of them."""
+    root = Path(path) if Path(path).is_dir() else Path(path).parent
+    # an unzipped user export keeps its listens in listens/YYYY/M.jsonl beside user.json, feedback.jsonl...
+    search = root / "listens" if Path(path).is_dir() and (root / "listens").is_dir() else Path(path)
+    files = input_files(search, ("*.jsonl", "*.json"), SOURCE, exclude=("user.json", "feedback.jsonl"))
+    export_user = _export_user(root)
+    rejects, rows, looked_like_listens = Rejects(), [], False
+    for f in files:
+        fallback = export_user or f.stem
+        for record, rec in json_records(f, SOURCE, rejects):
+            looked_like_listens |= isinstance(rec, dict) and ("track_metadata" in rec or "listened_at" in rec)
+            row, reason = _parse(rec, user, fallback)
+            if row is None:
+                rejects.add(SOURCE, str(f), record, reason, json.dumps(rec, ensure_ascii=False)[:500])
+            else:
+                row["record"] = record
+                rows.append(row)
+    if not rows:
+        unparsed = all(r["reason"].startswith(("broken JSON", "undecodable")) for r in rejects.rows)
+        if looked_like_listens or unparsed:          # unparsed includes an empty input
+            raise no_rows_error(SOURCE, files, rejects)
+        raise MusicrecError(f"{SOURCE}: {path} does not look like a ListenBrainz listen export "
+                            "(no record has listened_at / track_metadata)")
+
+    df = pl.DataFrame(rows, schema={"user": pl.String, "ts": pl.Int64, "artist": pl.String, "track": pl.String,
+                                    "artist_mbid": pl.String, "recording_mbid": pl.String,
+                                    "duration_ms": pl.Int64, "record": pl.Int64})
+    df = df.with_columns(
+        user_key=pl.lit("listenbrainz:") + pl.col("user"),
+        artist_key=pl.coalesce(pl.lit("mbid:") + pl.col("artist_mbid"), name_keys(df["artist"])),
+        track_key=pl.coalesce(pl.lit("mbid:") + pl.col("recording_mbid"),
+                              track_name_keys(df["artist"], df["track"])),
+    )
+    plays = df.select("user_key", "artist_key", "track_key",
+                      timestamp=pl.col("ts").cast(pl.Datetime("us")).dt.replace_time_zone("UTC"),
+                      play_count=pl.lit(1), source_row="record")
+    artists = first_per_key(df.select("artist_key", source_id="artist_mbid", name="artist"), "artist_key")
+    tracks = first_per_key(df.select("track_key", "artist_key", source_id="recording_mbid", name="track",
+                                     duration_ms="duration_ms"), "track_key")
+    users = first_per_key(df.select("user_key", source_id="user"), "user_key")
+    return SourceTables(SOURCE, plays, artists=artists, tracks=tracks, users=users, rejects=rejects,
+                        files=[str(f) for f in files])

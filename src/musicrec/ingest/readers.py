@@ -1,0 +1,65 @@
+"""The reader registry: source name -> function(path, **options) -> ``SourceTables``.
+
+==================  ===========================================  ==========================
+source              input                                        options
+==================  ===========================================  ==========================
+hetrec-lastfm-2k    HetRec 2011 Last.fm 2K folder                --
+lastfm-1k           Last.fm 1K events TSV (or its folder)        --
+30music             30Music slice ``.txt`` file or folder        --
+listenbrainz        ListenBrainz ``.jsonl`` / ``.json`` export   user
+spotify-history     ``Streaming_History_Audio_*.json``           user
+csv                 CSV / TSV file or folder                     columns, source, user
+parquet             Parquet file or folder                       columns, source, user
+==================  ===========================================  ==========================
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+
+from musicrec import MusicrecError
+from musicrec.ingest.base import SourceTables
+from musicrec.ingest.hetrec import read_hetrec
+from musicrec.ingest.lastfm1k import read_lastfm1k
+from musicrec.ingest.listenbrainz import read_listenbrainz
+from musicrec.ingest.spotify import read_spotify
+from musicrec.ingest.tabular import read_csv, read_parquet
+from musicrec.ingest.thirtymusic import read_thirtymusic
+
+READERS: dict[str, Callable[..., SourceTables]] = {
+    "hetrec-lastfm-2k": read_hetrec,
+    "lastfm-1k": read_lastfm1k,
+    "30music": read_thirtymusic,
+    "listenbrainz": read_listenbrainz,
+    "spotify-history": read_spotify,
+    "csv": read_csv,
+    "parquet": read_parquet,
+}
+
+
+def options_of(source: str) -> list[str]:
+    """Keyword options the reader ``source`` accepts."""
+    return [p for p in inspect.signature(reader(source)).parameters if p != "path"]
+
+
+def reader(source: str) -> Callable[..., SourceTables]:
+    """The reader function for ``source``; a clear error lists the valid names."""
+    try:
+        return READERS[source]
+    except KeyError:
+        raise MusicrecError(f"unknown source {source!r}; valid sources: {', '.join(READERS)}") from None
+
+
+def read(source: str, path, /, **options) -> SourceTables:
+    """Read ``path`` with the reader for ``source``. Options a reader does not take are an error
+    (None values are ignored, so a CLI can pass its unset flags through). ``source`` and ``path``
+    are positional-only, so ``source=`` can be a reader option (csv/parquet key prefix)."""
+    fn = reader(source)
+    options = {k: v for k, v in options.items() if v is not None}
+    valid = options_of(source)
+    extra = sorted(set(options) - set(valid))
+    if extra:
+        takes = f"it takes {', '.join(valid)}" if valid else "it takes no options"
+        raise MusicrecError(f"source {source!r} does not take option(s) {', '.join(extra)}; {takes}")
+    return fn(path, **options)
