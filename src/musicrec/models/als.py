@@ -12,7 +12,6 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from musicrec import MusicrecError
 from musicrec.features.interactions import Histories, Interactions
 from musicrec.features.weighting import SCHEMES, weight
 from musicrec.models.base import Recommender
@@ -85,16 +84,11 @@ class ALS(Recommender):
         self.random_state = random_state
 
     def _validate(self) -> None:
-        for key in ("factors", "iterations"):
-            value = getattr(self, key)
-            if not (isinstance(value, (int, np.integer)) and value > 0):
-                raise MusicrecError(f"{self.name}: {key} must be a positive integer, got {value!r}")
-        if not (isinstance(self.regularization, (int, float)) and self.regularization >= 0):
-            raise MusicrecError(f"{self.name}: regularization must be >= 0, got {self.regularization!r}")
-        if not (isinstance(self.alpha, (int, float)) and self.alpha > 0):
-            raise MusicrecError(f"{self.name}: alpha must be > 0, got {self.alpha!r}")
-        if self.weighting not in SCHEMES:
-            raise MusicrecError(f"{self.name}: unknown weighting {self.weighting!r}; choose one of {', '.join(SCHEMES)}")
+        self._check_int("factors", 1)
+        self._check_int("iterations", 1)
+        self._check_number("regularization", low=0)
+        self._check_number("alpha", low=0, low_open=True)
+        self._check_choice("weighting", SCHEMES)
 
     def _fit(self, train: Interactions) -> None:
         from implicit.cpu.als import AlternatingLeastSquares

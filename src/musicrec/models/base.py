@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import math
 import os
 from typing import ClassVar
 
@@ -57,6 +58,47 @@ class Recommender:
                 raise MusicrecError(f"{self.name}: unknown parameter {key!r}; valid: {', '.join(sorted(valid)) or 'none'}")
             setattr(self, key, value)
         return self
+
+    # Hyperparameter checks, called from ``fit`` (constructing never validates). Each raises
+    # MusicrecError naming the model, the parameter, the rule and the given value.
+    def _check_int(self, key: str, low: int) -> None:
+        """Require ``self.<key>`` to be an integer (not a bool) >= ``low``."""
+        value = getattr(self, key)
+        if not (isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= low):
+            raise MusicrecError(f"{self.name}: {key} must be an integer >= {low}, got {value!r}")
+
+    def _check_number(self, key: str, low: float | None = None, high: float | None = None,
+                      low_open: bool = False) -> None:
+        """Require ``self.<key>`` to be a finite int or float (not a bool) within the bounds.
+
+        ``low`` is inclusive unless ``low_open``; ``high`` is inclusive; ``None`` means unbounded.
+        """
+        value = getattr(self, key)
+        # plain int/float only (np.float64 is a float): params are saved to config.json
+        ok = (isinstance(value, (int, float)) and not isinstance(value, bool)
+              and math.isfinite(value)
+              and (low is None or (value > low if low_open else value >= low))
+              and (high is None or value <= high))
+        if not ok:
+            if low is not None and high is not None:
+                rule = f"in {'(' if low_open else '['}{low}, {high}]"
+            elif low is not None:
+                rule = f"{'>' if low_open else '>='} {low}"
+            elif high is not None:
+                rule = f"<= {high}"
+            else:
+                rule = "that is finite"
+            raise MusicrecError(f"{self.name}: {key} must be a number {rule}, got {value!r}")
+
+    def _check_choice(self, key: str, choices) -> None:
+        """Require ``self.<key>`` to be one of ``choices`` (any iterable, e.g. a tuple or dict keys)."""
+        value = getattr(self, key)
+        try:
+            ok = value in choices
+        except TypeError:   # unhashable value against a dict/set of choices
+            ok = False
+        if not ok:
+            raise MusicrecError(f"{self.name}: {key} must be one of {', '.join(map(str, choices))}, got {value!r}")
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
@@ -150,7 +192,10 @@ class Recommender:
         self.train_.save(path)
         atomic_savez(os.path.join(path, "state.npz"), self._state())
         atomic_write_json(os.path.join(path, "config.json"),
-                          {"model": self.name, "params": self.get_params(), "musicrec_version": __version__})
+                          {"model": self.name, "musicrec_version": __version__,
+                           # numpy scalars (e.g. from a search space) are stored as plain JSON numbers
+                           "params": {k: v.item() if isinstance(v, np.generic) else v
+                                      for k, v in self.get_params().items()}})
 
     @classmethod
     def load_from(cls, path: str, params: dict) -> "Recommender":

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from musicrec import MusicrecError
 from musicrec.features.interactions import Histories, Interactions
 from musicrec.models.als import cosine_rows
 from musicrec.models.base import Recommender
@@ -61,14 +60,10 @@ class BPR(Recommender):
         self.random_state = random_state
 
     def _validate(self) -> None:
-        for key in ("factors", "iterations"):
-            value = getattr(self, key)
-            if not (isinstance(value, (int, np.integer)) and value > 0):
-                raise MusicrecError(f"{self.name}: {key} must be a positive integer, got {value!r}")
-        if not (isinstance(self.learning_rate, (int, float)) and self.learning_rate > 0):
-            raise MusicrecError(f"{self.name}: learning_rate must be > 0, got {self.learning_rate!r}")
-        if not (isinstance(self.regularization, (int, float)) and self.regularization >= 0):
-            raise MusicrecError(f"{self.name}: regularization must be >= 0, got {self.regularization!r}")
+        self._check_int("factors", 1)
+        self._check_int("iterations", 1)
+        self._check_number("learning_rate", low=0, low_open=True)
+        self._check_number("regularization", low=0)
 
     def _fit(self, train: Interactions) -> None:
         from implicit.cpu.bpr import BayesianPersonalizedRanking

@@ -71,12 +71,9 @@ class EASE(Recommender):
         self.min_item_users = min_item_users
 
     def _fit(self, train: Interactions) -> None:
-        if not (isinstance(self.l2, (int, float)) and self.l2 > 0):
-            raise MusicrecError(f"{self.name}: l2 must be > 0, got {self.l2!r}")
-        if self.weighting not in SCHEMES:
-            raise MusicrecError(f"{self.name}: unknown weighting {self.weighting!r}; choose one of {', '.join(SCHEMES)}")
-        if not (isinstance(self.min_item_users, (int, np.integer)) and self.min_item_users >= 1):
-            raise MusicrecError(f"{self.name}: min_item_users must be an integer >= 1, got {self.min_item_users!r}")
+        self._check_number("l2", low=0, low_open=True)
+        self._check_choice("weighting", SCHEMES)
+        self._check_int("min_item_users", 1)
         x = weight(train.matrix, self.weighting).tocsc()
         active = np.flatnonzero(np.diff(x.indptr) >= self.min_item_users)
         if len(active) == 0:

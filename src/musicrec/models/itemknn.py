@@ -11,7 +11,6 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from musicrec import MusicrecError
 from musicrec.features.interactions import Histories, Interactions
 from musicrec.features.weighting import SCHEMES, weight
 from musicrec.models.base import Recommender
@@ -74,12 +73,9 @@ class ItemKNN(Recommender):
         self.weighting = weighting
 
     def _fit(self, train: Interactions) -> None:
-        if not (isinstance(self.neighbors, (int, np.integer)) and self.neighbors > 0):
-            raise MusicrecError(f"{self.name}: neighbors must be a positive integer, got {self.neighbors!r}")
-        if not (isinstance(self.shrink, (int, float)) and self.shrink >= 0):
-            raise MusicrecError(f"{self.name}: shrink must be >= 0, got {self.shrink!r}")
-        if self.weighting not in SCHEMES:
-            raise MusicrecError(f"{self.name}: unknown weighting {self.weighting!r}; choose one of {', '.join(SCHEMES)}")
+        self._check_int("neighbors", 1)
+        self._check_number("shrink", low=0)
+        self._check_choice("weighting", SCHEMES)
         sim = cosine_similarity(weight(train.matrix, self.weighting), float(self.shrink))
         # row j of the symmetric similarity = column j of S: j's nearest neighbours
         self._set_neighbors(top_per_row(sim, int(self.neighbors)))

@@ -6,7 +6,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from musicrec import MusicrecError
 from musicrec.features.interactions import Histories, Interactions
 from musicrec.models.base import Recommender
 
@@ -35,8 +34,7 @@ class MostPopular(Recommender):
         self.by = by
 
     def _fit(self, train: Interactions) -> None:
-        if self.by not in BY:
-            raise MusicrecError(f"{self.name}: unknown by={self.by!r}; choose one of {', '.join(BY)}")
+        self._check_choice("by", BY)
         m = train.matrix.tocsc()
         if self.by == "users":
             pop = np.diff(m.indptr).astype(np.float32)

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from musicrec import MusicrecError
 from musicrec.features.interactions import Histories, Interactions
 from musicrec.models.base import Recommender
 
@@ -53,8 +52,7 @@ class RecentlyPlayed(Recommender):
         self.decay = decay
 
     def _fit(self, train: Interactions) -> None:
-        if not (isinstance(self.decay, (int, float)) and 0.0 < self.decay <= 1.0):
-            raise MusicrecError(f"{self.name}: decay must be in (0, 1], got {self.decay!r}")
+        self._check_number("decay", low=0, high=1, low_open=True)
         self.fallback_ = popularity_fallback(train)
 
     def score(self, histories: Histories) -> np.ndarray:

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from musicrec import MusicrecError
 from musicrec.features.interactions import Histories, Interactions
 from musicrec.models.base import Recommender
 from musicrec.models.recently_played import popularity_fallback
@@ -98,13 +97,9 @@ class SKNN(Recommender):
         self.position_decay = position_decay
 
     def _fit(self, train: Interactions) -> None:
-        if not (isinstance(self.k, (int, np.integer)) and self.k > 0):
-            raise MusicrecError(f"{self.name}: k must be a positive integer, got {self.k!r}")
-        if not (isinstance(self.sample_size, (int, np.integer)) and self.sample_size >= 0):
-            raise MusicrecError(f"{self.name}: sample_size must be an integer >= 0, got {self.sample_size!r}")
-        if self.position_decay not in POSITION_DECAYS:
-            raise MusicrecError(f"{self.name}: unknown position_decay {self.position_decay!r}; "
-                                f"choose one of {', '.join(POSITION_DECAYS)}")
+        self._check_int("k", 1)
+        self._check_int("sample_size", 0)
+        self._check_choice("position_decay", POSITION_DECAYS)
         self._build(train)
 
     def _build(self, train: Interactions) -> None:

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from musicrec import MusicrecError
 from musicrec.features.interactions import Histories, Interactions
 from musicrec.models.base import Recommender
 from musicrec.models.itemknn import top_per_row
@@ -80,12 +79,10 @@ class SequentialRules(Recommender):
         self.last_n = last_n
 
     def _fit(self, train: Interactions) -> None:
-        for key, low in (("steps", 1), ("pruning", 0), ("last_n", 1)):
-            value = getattr(self, key)
-            if not (isinstance(value, (int, np.integer)) and value >= low):
-                raise MusicrecError(f"{self.name}: {key} must be an integer >= {low}, got {value!r}")
-        if self.weighting not in WEIGHTINGS:
-            raise MusicrecError(f"{self.name}: unknown weighting {self.weighting!r}; choose one of {', '.join(WEIGHTINGS)}")
+        self._check_int("steps", 1)
+        self._check_int("pruning", 0)
+        self._check_int("last_n", 1)
+        self._check_choice("weighting", WEIGHTINGS)
         rules = rule_matrix(train, int(self.steps), self.weighting)
         if self.pruning > 0:
             rules = top_per_row(rules, int(self.pruning))
