@@ -56,7 +56,7 @@ def compare(split: Split, models=USER_MODELS, ks=(10, 20), trials: int = 0, para
     return out
 
 
-def quickstart(home: str, mirror: str | None, out_dir: str, trials: int = 8, log=print,
+def quickstart(home: str, mirror: str | None, out_dir: str, trials: int = 20, log=print,
                progress: bool = True) -> dict:
     """HetRec 2011 Last.fm 2K end to end: fetch, ingest, split, tune, evaluate, report, recommend.
 
@@ -95,8 +95,10 @@ def quickstart(home: str, mirror: str | None, out_dir: str, trials: int = 8, log
     listener = sample_listener(split)
     recs = bundle.recommend_user(listener, k=10)
     held_out = set(split.test.filter(split.test["user_id"] == int(_store_user(split, listener)))["item_id"].to_list())
+    names = dict(zip(split.items["item_id"].to_list(), split.items["name"].to_list()))
     return {"report": report_path, "results": comp.results, "best": best.model, "bundle": bundle_dir,
             "listener": listener, "recommendations": recs, "held_out": held_out,
+            "held_out_names": sorted(names.get(i, str(i)) for i in held_out),
             "history": _top_history(bundle, listener), "seconds": time.perf_counter() - t0}
 
 

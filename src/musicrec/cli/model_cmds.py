@@ -196,7 +196,7 @@ def register(app: typer.Typer) -> None:
     def quickstart(
         mirror: Optional[str] = typer.Option(None, "--from", help="local copy of the datasets (else $MUSICREC_DATA_MIRROR, else download)"),
         out: str = typer.Option("musicrec-report", "--out", help="report folder"),
-        trials: int = typer.Option(8, "--trials", help="Optuna trials for each tunable model"),
+        trials: int = typer.Option(20, "--trials", help="Optuna trials for each tunable model"),
     ):
         """HetRec Last.fm 2K end to end: fetch, ingest, split, tune, evaluate, report, recommend."""
         from musicrec.cli.main import data_home, data_mirror
@@ -213,5 +213,8 @@ def register(app: typer.Typer) -> None:
             if rec.item_id in held:
                 rec.reason = (rec.reason + " " if rec.reason else "") + "[held-out hit]"
         _print_recs(console, recs, f"top 10 for listener {summary['listener']} ({summary['best']})")
+        hits = sum(rec.item_id in held for rec in recs)
+        console.print(f"held out for testing (never seen in training): {', '.join(summary['held_out_names'])}; "
+                      f"{hits} of them in this top 10")
         console.print(f"report: {summary['report']}  model: {summary['bundle']}  "
                       f"({summary['seconds']:.0f}s in all)")
