@@ -39,7 +39,7 @@ def compare(split: Split, models=USER_MODELS, ks=(10, 20), trials: int = 0, para
         fixed = {**DEFAULT_PARAMS.get(name, {}), **((params or {}).get(name, {}))}
         chosen = dict(fixed)
         if trials > 0 and has_valid and name in SEARCH_SPACES:
-            result = tune(name, split, n_trials=trials, ks=ks, base_params=fixed, seed=seed)
+            result = tune(name, split, n_trials=trials, ks=ks, base_params=fixed, seed=seed, progress=progress)
             out.tuning[name] = result
             chosen = {**result.best_params, **fixed}
             log(f"tuned {name}: {result.metric}={result.best_value:.4f} on valid with {chosen} "
@@ -80,7 +80,7 @@ def quickstart(home: str, mirror: str | None, out_dir: str, trials: int = 20, lo
     log(f"split: {split_dir} (train {split.train.height}, valid {split.valid.height if split.valid is not None else 0}, "
         f"test {split.test.height} rows)")
 
-    comp = compare(split, USER_MODELS, ks=(10, 20), trials=trials, log=log, progress=False)
+    comp = compare(split, USER_MODELS, ks=(10, 20), trials=trials, log=log, progress=progress)
     comp.results.sort(key=lambda r: -r.metrics["ndcg@10"])
     os.makedirs(out_dir, exist_ok=True)
     best = comp.results[0]

@@ -153,7 +153,7 @@ def register(app: typer.Typer) -> None:
         sp = _load_split(split)
         names = [m for m in models.split(",") if m] or list(SESSION_MODELS if sp.evaluation == "session" else USER_MODELS)
         ks = _ks(ctx, k)
-        comp = run_compare(sp, names, ks=ks, trials=trials, log=typer.echo)
+        comp = run_compare(sp, names, ks=ks, trials=trials, log=typer.echo, progress=True)
         _console().print(format_table(comp.results, ks))
         if out:
             typer.echo(f"report: {write_report(comp.results, out)}")

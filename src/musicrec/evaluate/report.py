@@ -159,7 +159,10 @@ def format_table(results: list[EvalResult], ks=None, metrics=None):
     protocol = _protocol(results)
     ks = sorted(ks) if ks else _ks(results)
     ranked = rank_results(results)
-    keys = [f"{n}@{k}" for n in (*HEADLINE[protocol], "coverage", "novelty") for k in ks]
+    if len(ranked) == 1 and not metrics:
+        return _vertical_table(ranked[0], protocol)
+    # compact by default so it fits an 80-column terminal: headline metrics at each k + coverage
+    keys = [f"{n}@{k}" for n in HEADLINE[protocol][:2] for k in ks] + [f"coverage@{ks[0]}"]
     keys = list(metrics) if metrics else keys
     keys = [key for key in keys if any(key in r.metrics for r in ranked)]
     with_fit = any("fit_s" in r.info for r in ranked)
@@ -172,6 +175,18 @@ def format_table(results: list[EvalResult], ks=None, metrics=None):
     for r in ranked:
         fit = [f"{r.info['fit_s']:.1f}" if "fit_s" in r.info else "–"] if with_fit else []
         table.add_row(r.model, *[_fmt(r.metrics.get(key)) for key in keys], *fit)
+    return table
+
+
+def _vertical_table(result: EvalResult, protocol: str):
+    """One model: every metric on its own row."""
+    from rich.table import Table
+
+    table = Table(title=f"{result.model}: {protocol} protocol, full ranking")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in result.metrics.items():
+        table.add_row(key, _fmt(value))
     return table
 
 

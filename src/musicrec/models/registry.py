@@ -29,10 +29,12 @@ def model_class(name: str) -> type[Recommender]:
 def create(name: str, **params) -> Recommender:
     """A new unfitted model; unknown parameters give a clear error."""
     cls = model_class(name)
-    try:
-        return cls(**params)
-    except TypeError as exc:
-        raise MusicrecError(f"{name}: {exc}") from None
+    valid = cls().get_params()
+    unknown = sorted(set(params) - set(valid))
+    if unknown:
+        raise MusicrecError(f"{name}: unknown parameter {', '.join(map(repr, unknown))}; "
+                            f"valid: {', '.join(valid) or 'none'}")
+    return cls(**params)
 
 
 def load_model(path: str) -> Recommender:

@@ -79,6 +79,14 @@ def tune(name: str, split: Split, n_trials: int = 20, metric: str | None = None,
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
     start = time.perf_counter()
-    study.optimize(objective, n_trials=n_trials, timeout=timeout_s, show_progress_bar=progress)
+    if progress:
+        from rich.progress import Progress
+
+        with Progress(transient=True) as bar:
+            task = bar.add_task(f"tuning {name} ({metric} on valid)", total=n_trials)
+            study.optimize(objective, n_trials=n_trials, timeout=timeout_s,
+                           callbacks=[lambda study, trial: bar.advance(task)])
+    else:
+        study.optimize(objective, n_trials=n_trials, timeout=timeout_s)
     best = {**(base_params or {}), **log[study.best_trial.number]["params"]}
     return TuneResult(name, metric, best, float(study.best_value), log, time.perf_counter() - start)
