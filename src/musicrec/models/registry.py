@@ -10,12 +10,14 @@ from musicrec.models.ease import EASE
 from musicrec.models.itemknn import ItemKNN
 from musicrec.models.most_popular import MostPopular
 from musicrec.models.recently_played import RecentlyPlayed
+from musicrec.models.sasrec import SASRec
 from musicrec.models.sknn import SKNN
 from musicrec.models.sr import SequentialRules
 
 MODELS: dict[str, type[Recommender]] = {
     cls.name: cls
-    for cls in (MostPopular, RecentlyPlayed, ItemKNN, EASE, ALS, BPR, SKNN, SequentialRules)
+    for cls in (MostPopular, RecentlyPlayed, ItemKNN, EASE, ALS, BPR, SKNN, SequentialRules,
+                SASRec)
 }
 
 

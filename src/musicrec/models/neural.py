@@ -1,0 +1,259 @@
+"""What every PyTorch model shares: training through ``train.trainer``, npz persistence, and
+(for sequence models) padded windows, next-item losses and scoring of the last position.
+
+A model file defines a network (``nn.Module``) that only computes hidden states and scores,
+and an estimator subclass that names its hyperparameters and builds that network. The loss
+(full softmax, sampled softmax with in-batch + popularity negatives, or BPR) is the training
+task and lives here, not in the network.
+
+Sequence networks follow one protocol:
+
+* ``forward(seq)``: ``seq`` (B, L) int64 item indices shifted by +1 (0 = padding, left-padded so
+  position L-1 is the most recent) -> hidden states (B, L, D), causal (position t sees <= t);
+* ``item_embeddings()`` -> (I, D) output embeddings of items 0..I-1;
+* optionally ``score_all(hidden (N, D), seq (N, L)) -> (N, I)`` logits when scoring needs the
+  session itself (e.g. a repeat/copy head); default ``hidden @ item_embeddings().T``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from musicrec.features.interactions import Histories, Interactions
+from musicrec.models.base import Recommender
+from musicrec.train.trainer import Trainer, TrainerConfig, pick_device, seed_everything
+
+LOSSES = ("ce", "sampled", "bpr")
+NORMS = ("layer", "batch", "none")
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """Optimisation settings shared by every deep model (see ``train.trainer.TrainerConfig``)."""
+
+    epochs: int = 20              # maximum epochs; early stopping on validation when given
+    batch_size: int = 128         # training examples per step
+    learning_rate: float = 1e-3   # AdamW step size
+    weight_decay: float = 0.0     # AdamW weight decay
+    patience: int = 3             # epochs without validation improvement before stopping
+    seed: int = 0                 # parameter init, shuffling and negative sampling
+    device: str = "auto"          # "auto", "cpu" or "cuda"
+
+
+class NeuralRecommender(Recommender):
+    """Base of the PyTorch estimators. Subclasses implement ``_build_net``, ``_training_data``,
+    ``_loss`` and ``score``."""
+
+    def fit(self, train: Interactions, valid: Callable[["Recommender"], float] | None = None) -> "NeuralRecommender":
+        """Learn from ``train``; ``valid(model) -> float`` (higher is better) enables early stopping."""
+        self._valid = valid
+        try:
+            return super().fit(train)
+        finally:
+            self._valid = None
+
+    def _trainer_config(self) -> TrainerConfig:
+        return TrainerConfig(epochs=self.epochs, batch_size=self.batch_size, learning_rate=self.learning_rate,
+                             weight_decay=self.weight_decay, patience=self.patience, seed=self.seed,
+                             device=self.device, progress=getattr(self, "_progress", False))
+
+    def _check_training_params(self) -> None:
+        self._check_int("epochs", 1)
+        self._check_int("batch_size", 1)
+        self._check_number("learning_rate", low=0, low_open=True)
+        self._check_number("weight_decay", low=0)
+        self._check_int("patience", 1)
+        self._check_int("seed", 0)
+        self._check_choice("device", ("auto", "cpu", "cuda"))
+
+    def _fit(self, train: Interactions) -> None:
+        import torch
+
+        self._validate()
+        seed_everything(self.seed)
+        self.device_ = pick_device(self.device)
+        self.net_ = self._build_net(train.n_items, train.n_users)
+        self._sampler = torch.Generator(device="cpu").manual_seed(self.seed + 1)
+        data = self._training_data(train)
+        valid = self._valid
+        result = Trainer(self._trainer_config()).fit(
+            self.net_, self._loss, data, validate=(lambda: valid(self)) if valid else None,
+            on_epoch=getattr(self, "_on_epoch", None))
+        self.net_.to("cpu").eval()
+        self.device_ = pick_device("cpu")
+        self.history_ = result.history
+        self.best_epoch_ = result.best_epoch
+
+    # ------------------------------------------------------------ subclass API
+    def _validate(self) -> None:
+        """Check hyperparameters (raise MusicrecError)."""
+        self._check_training_params()
+
+    def _build_net(self, n_items: int, n_users: int):
+        raise NotImplementedError
+
+    def _training_data(self, train: Interactions) -> dict:
+        raise NotImplementedError
+
+    def _loss(self, net, batch: dict):
+        raise NotImplementedError
+
+    # ------------------------------------------------------------ persistence
+    def _state(self) -> dict[str, np.ndarray]:
+        state = {f"net.{k}": v.detach().cpu().numpy() for k, v in self.net_.state_dict().items()}
+        state["best_epoch"] = np.array(self.best_epoch_)
+        return state
+
+    def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
+        import torch
+
+        self.device_ = pick_device("cpu")
+        self.net_ = self._build_net(self.train_.n_items, self.train_.n_users)
+        self.net_.load_state_dict({k[4:]: torch.from_numpy(v) for k, v in arrays.items() if k.startswith("net.")})
+        self.net_.eval()
+        self.best_epoch_ = int(arrays.get("best_epoch", 0))
+        self.history_ = []
+
+    def n_parameters(self) -> int:
+        return sum(p.numel() for p in self.net_.parameters())
+
+
+class SequenceRecommender(NeuralRecommender):
+    """Base of next-item sequence models (GRU4Rec, NextItNet, Caser, SASRec).
+
+    Training examples are windows of ``max_len + 1`` consecutive items of each training
+    session (or each user's history when ``train_on="users"``), left-padded; every position
+    predicts its successor. Subclasses set ``max_len``, ``loss``, ``n_negatives``,
+    ``train_on`` and the TrainingConfig fields as attributes in ``__init__``.
+    """
+
+    sequential = True
+
+    # ------------------------------------------------------------ data
+    def _sequences(self, train: Interactions) -> list:
+        if self.train_on == "users":
+            return train.user_sequences
+        return [train.session(s) for s in range(train.n_sessions)]
+
+    def _training_data(self, train: Interactions) -> dict:
+        import torch
+
+        windows = make_windows(self._sequences(train), self.max_len + 1)
+        counts = np.bincount(train.session_items if self.train_on != "users" else np.concatenate(train.user_sequences),
+                             minlength=train.n_items).astype(np.float64)
+        # GRU4Rec-style popularity sampling, damped (alpha = 0.75) so the tail gets negatives too
+        probs = np.power(counts + 1.0, 0.75)
+        self._neg_probs = torch.tensor(probs / probs.sum(), dtype=torch.float32)
+        return {"seq": torch.from_numpy(windows)}
+
+    # ------------------------------------------------------------ the task
+    def _loss(self, net, batch: dict):
+        import torch
+        import torch.nn.functional as F
+
+        seq = batch["seq"]
+        inputs, targets = seq[:, :-1], seq[:, 1:]
+        hidden = net(inputs)                                   # (B, L, D)
+        mask = targets > 0
+        h = hidden[mask]                                       # (N, D)
+        t = targets[mask] - 1                                  # (N,) item indices
+        if self.loss == "ce":
+            if hasattr(net, "score_all"):
+                rows = mask.nonzero()
+                # the session as seen at each position: inputs up to and including it
+                ctx = _prefix_context(inputs, rows)
+                logits = net.score_all(h, ctx)
+            else:
+                logits = h @ net.item_embeddings().T
+            return F.cross_entropy(logits, t)
+        emb = net.item_embeddings()
+        n_neg = self.n_negatives
+        sampled = torch.multinomial(self._neg_probs, n_neg, replacement=True, generator=self._sampler).to(h.device)
+        if self.loss == "sampled":
+            # candidates: every target in the batch (in-batch negatives) + popularity samples
+            cands, inverse = torch.unique(torch.cat([t, sampled]), return_inverse=True)
+            logits = h @ emb[cands].T                          # (N, C)
+            return F.cross_entropy(logits, inverse[: len(t)])
+        neg = sampled[torch.randint(0, n_neg, (len(t),), generator=self._sampler).to(h.device)]
+        pos_s = (h * emb[t]).sum(-1)
+        neg_s = (h * emb[neg]).sum(-1)
+        return -F.logsigmoid(pos_s - neg_s).mean()
+
+    # ------------------------------------------------------------ scoring
+    def score(self, histories: Histories, batch_size: int = 1024) -> np.ndarray:
+        """Scores (B, I) of the next item after each history's last ``max_len`` plays."""
+        import torch
+
+        self._check_fitted()
+        seqs = [np.asarray(s, dtype=np.int64)[-self.max_len:] for s in histories.sequences]
+        x = torch.from_numpy(left_pad(seqs, self.max_len))
+        out = np.empty((len(seqs), self.train_.n_items), dtype=np.float32)
+        net = self.net_
+        with torch.inference_mode():
+            emb = net.item_embeddings()
+            for lo in range(0, len(seqs), batch_size):
+                xb = x[lo:lo + batch_size].to(self.device_)
+                h = net(xb)[:, -1, :]
+                logits = net.score_all(h, xb) if hasattr(net, "score_all") else h @ emb.T
+                out[lo:lo + batch_size] = logits.float().cpu().numpy()
+        return out
+
+    def item_similarity(self, items: np.ndarray) -> np.ndarray:
+        """Cosine of output item embeddings, (B, I)."""
+        import torch
+
+        with torch.inference_mode():
+            emb = torch.nn.functional.normalize(self.net_.item_embeddings(), dim=1)
+            return (emb[torch.as_tensor(items)] @ emb.T).numpy().astype(np.float32)
+
+
+def left_pad(seqs: list, length: int) -> np.ndarray:
+    """(B, length) int64 of item indices + 1, right-aligned, 0 = padding."""
+    out = np.zeros((len(seqs), length), dtype=np.int64)
+    for r, s in enumerate(seqs):
+        s = np.asarray(s, dtype=np.int64)[-length:]
+        if len(s):
+            out[r, length - len(s):] = s + 1
+    return out
+
+
+def make_windows(seqs: list, width: int) -> np.ndarray:
+    """Cut each sequence (>= 2 items) into windows of ``width`` consecutive items (the last
+    window ends at the sequence end; earlier ones step back by ``width - 1`` so every
+    transition is predicted exactly once), left-padded with 0 and items shifted by +1."""
+    lengths = np.array([len(s) for s in seqs], dtype=np.int64)
+    keep = lengths >= 2
+    if not keep.any():
+        return np.zeros((0, width), dtype=np.int64)
+    flat = np.concatenate([np.asarray(s, dtype=np.int64) for s, k in zip(seqs, keep) if k]) + 1
+    lengths = lengths[keep]
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    ends = starts + lengths
+    step = width - 1
+    # windows per sequence: transitions (len - 1) split into chunks of `step`
+    n_win = (lengths - 2) // step + 1
+    seq_of = np.repeat(np.arange(len(lengths)), n_win)
+    k = np.arange(n_win.sum()) - np.repeat(np.cumsum(n_win) - n_win, n_win)
+    win_end = ends[seq_of] - k * step                     # exclusive end of each window
+    win_start = np.maximum(win_end - width, starts[seq_of])
+    cols = np.arange(width)
+    pos = win_end[:, None] - width + cols[None, :]
+    valid = pos >= win_start[:, None]
+    out = np.where(valid, flat[np.clip(pos, 0, len(flat) - 1)], 0)
+    return out.astype(np.int64)
+
+
+def _prefix_context(inputs, rows):
+    """For each (row, position) in ``rows`` (N, 2), the inputs with positions after it zeroed
+    and re-right-aligned: (N, L), so a copy head only sees the session up to that point."""
+    import torch
+
+    L = inputs.shape[1]
+    r, p = rows[:, 0], rows[:, 1]
+    shift = (L - 1 - p)                                       # move position p to the end
+    cols = torch.arange(L, device=inputs.device)[None, :] - shift[:, None]
+    ctx = torch.where(cols >= 0, inputs[r[:, None], cols.clamp(min=0)], torch.zeros_like(cols))
+    return ctx
