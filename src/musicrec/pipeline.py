@@ -30,21 +30,28 @@ def compare(split: Split, models=USER_MODELS, ks=(10, 20), trials: int = 0, para
     ``params`` maps model name -> fixed params that override defaults and tuning.
     """
     from musicrec.evaluate.protocols import evaluate
+    from musicrec.models.neural import NeuralRecommender
+    from musicrec.models.registry import model_class
     from musicrec.train.fit import fit_model
-    from musicrec.train.tune import SEARCH_SPACES, tune
+    from musicrec.train.tune import tunable, tune
 
     out = Comparison()
     has_valid = split.valid is not None and split.valid.height > 0
     for name in models:
         fixed = {**DEFAULT_PARAMS.get(name, {}), **((params or {}).get(name, {}))}
         chosen = dict(fixed)
-        if trials > 0 and has_valid and name in SEARCH_SPACES:
+        deep = issubclass(model_class(name), NeuralRecommender)
+        if trials > 0 and has_valid and tunable(name):
             result = tune(name, split, n_trials=trials, ks=ks, base_params=fixed, seed=seed, progress=progress)
             out.tuning[name] = result
             chosen = {**result.best_params, **fixed}
             log(f"tuned {name}: {result.metric}={result.best_value:.4f} on valid with {chosen} "
                 f"({len(result.trials)} trials, {result.seconds:.1f}s)")
-        model, fit_s = fit_model(name, split, chosen, include_valid=has_valid)
+        elif deep and has_valid and "epochs" not in fixed:
+            # untuned deep model: one early-stopped run on train finds the epoch count for the refit
+            probe, _ = fit_model(name, split, chosen, progress=progress)
+            chosen["epochs"] = int(probe.best_epoch_)
+        model, fit_s = fit_model(name, split, chosen, include_valid=has_valid, progress=progress)
         res = evaluate(model, split, ks=ks, on="test", progress=progress)
         res.info.update({"fit_s": round(fit_s, 3), "params": chosen,
                          "tuned_trials": len(out.tuning[name].trials) if name in out.tuning else 0})

@@ -68,21 +68,34 @@ def register(app: typer.Typer) -> None:
         split: str = typer.Option(..., "--split", help="split folder"),
         out: str = typer.Option(..., "--out", help="model folder to write"),
         param: Optional[list[str]] = typer.Option(None, "--param", help="name=value, repeatable"),
+        config: Optional[str] = typer.Option(None, "--config", help="best.json from `musicrec tune --out`"),
         include_valid: bool = typer.Option(False, "--include-valid", help="train on train+valid (after tuning)"),
+        resume: bool = typer.Option(False, "--resume", help="deep models: continue from OUT/checkpoints"),
     ):
-        """Train one model on a split and save it (arrays + JSON, no pickles)."""
-        from musicrec.serve.bundle import ModelBundle
-        from musicrec.train.fit import fit_model
+        """Train one model on a split and save it (arrays + JSON, no pickles).
 
+        Deep models early-stop on the validation part unless --include-valid is given, and
+        checkpoint every epoch into OUT/checkpoints (resume an interrupted run with --resume).
+        """
+        from musicrec.serve.bundle import ModelBundle
+        from musicrec.train.fit import fit_model, read_config
+
+        params = {}
+        if config:
+            cfg_model, params = read_config(config)
+            if cfg_model and cfg_model != model:
+                raise MusicrecError(f"{config} holds parameters of {cfg_model!r}, not {model!r}")
+        params.update(_params(param))
         sp = _load_split(split)
-        with _console().status(f"fitting {model}…"):
-            fitted, fit_s = fit_model(model, sp, _params(param), include_valid=include_valid)
+        fitted, fit_s = fit_model(model, sp, params, include_valid=include_valid,
+                                  checkpoint_dir=os.path.join(out, "checkpoints"), resume=resume, progress=True)
         ModelBundle(fitted, sp.items, sp.users, {
             "item_level": sp.meta.get("item_level", "artist"), "split": os.path.abspath(split),
             "protocol": sp.meta.get("protocol"), "fit_s": round(fit_s, 3), "params": fitted.get_params(),
         }).save(out)
+        extra = f", best epoch {fitted.best_epoch_}" if hasattr(fitted, "best_epoch_") else ""
         typer.echo(f"trained {model} in {fit_s:.2f}s on {fitted.train_.n_users} users x "
-                   f"{fitted.train_.n_items} items -> {out}")
+                   f"{fitted.train_.n_items} items{extra} -> {out}")
 
     @app.command()
     def models():
@@ -121,20 +134,31 @@ def register(app: typer.Typer) -> None:
         model: str = typer.Argument(...),
         split: str = typer.Option(..., "--split"),
         trials: int = typer.Option(20, "--trials"),
+        timeout: Optional[float] = typer.Option(None, "--timeout", help="stop starting trials after this many seconds"),
         metric: Optional[str] = typer.Option(None, "--metric", help="default ndcg@10 (users) / mrr@20 (sessions)"),
         param: Optional[list[str]] = typer.Option(None, "--param", help="fixed name=value, repeatable"),
-        out: Optional[str] = typer.Option(None, "--out", help="write best params + trials JSON here"),
+        out: Optional[str] = typer.Option(None, "--out", help="folder for best.json and trials.json"),
     ):
-        """Tune a model's hyperparameters with Optuna on the split's validation data."""
+        """Tune a model's hyperparameters with Optuna (TPE, median pruning) on the split's validation data.
+
+        `musicrec train MODEL --config OUT/best.json --include-valid` then refits with the best ones.
+        """
         from musicrec.features.interactions import atomic_write_json
         from musicrec.train.tune import tune as run_tune
 
+        if trials < 1:
+            raise MusicrecError("--trials must be at least 1")
         res = run_tune(model, _load_split(split), n_trials=trials, metric=metric, base_params=_params(param),
-                       progress=True)
-        typer.echo(f"best {res.metric} on valid = {res.best_value:.4f} with {json.dumps(res.best_params)}")
+                       timeout_s=timeout, progress=True)
+        done = sum(t["state"] == "complete" for t in res.trials)
+        typer.echo(f"best {res.metric} on valid = {res.best_value:.4f} with {json.dumps(res.best_params)} "
+                   f"({done} of {len(res.trials)} trials completed, {res.seconds:.0f}s)")
         if out:
-            atomic_write_json(out, {"model": model, "metric": res.metric, "best_params": res.best_params,
-                                    "best_value": res.best_value, "trials": res.trials})
+            os.makedirs(out, exist_ok=True)
+            summary = res.to_json()
+            atomic_write_json(os.path.join(out, "trials.json"), summary)
+            atomic_write_json(os.path.join(out, "best.json"), {k: summary[k] for k in ("model", "metric", "params", "value")})
+            typer.echo(f"wrote {os.path.join(out, 'best.json')}")
 
     @app.command(context_settings=extra_args)
     def compare(

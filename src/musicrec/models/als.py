@@ -83,6 +83,15 @@ class ALS(Recommender):
         self.weighting = weighting
         self.random_state = random_state
 
+    @staticmethod
+    def search_space(trial) -> dict:
+        """Optuna search space (tuned on validation data)."""
+        return {
+            "factors": trial.suggest_categorical("factors", [32, 64, 128]),
+            "regularization": trial.suggest_float("regularization", 1e-3, 10.0, log=True),
+            "alpha": trial.suggest_float("alpha", 0.5, 50.0, log=True),
+        }
+
     def _validate(self) -> None:
         self._check_int("factors", 1)
         self._check_int("iterations", 1)

@@ -46,6 +46,11 @@ class Recommender:
     sequential: ClassVar[bool] = False
 
     # ------------------------------------------------------------ params
+    @staticmethod
+    def search_space(trial) -> dict:
+        """Hyperparameters to tune, drawn from an Optuna ``trial``; empty = nothing to tune."""
+        return {}
+
     def get_params(self) -> dict:
         """Hyperparameters as given to ``__init__``."""
         sig = inspect.signature(type(self).__init__)

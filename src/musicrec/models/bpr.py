@@ -59,6 +59,16 @@ class BPR(Recommender):
         self.iterations = iterations
         self.random_state = random_state
 
+    @staticmethod
+    def search_space(trial) -> dict:
+        """Optuna search space (tuned on validation data)."""
+        return {
+            "factors": trial.suggest_categorical("factors", [32, 64, 128]),
+            "learning_rate": trial.suggest_float("learning_rate", 1e-3, 0.1, log=True),
+            "regularization": trial.suggest_float("regularization", 1e-4, 0.1, log=True),
+            "iterations": trial.suggest_categorical("iterations", [50, 100, 200]),
+        }
+
     def _validate(self) -> None:
         self._check_int("factors", 1)
         self._check_int("iterations", 1)

@@ -70,6 +70,11 @@ class EASE(Recommender):
         self.weighting = weighting
         self.min_item_users = min_item_users
 
+    @staticmethod
+    def search_space(trial) -> dict:
+        """Optuna search space (tuned on validation data)."""
+        return {"l2": trial.suggest_float("l2", 10.0, 5000.0, log=True)}
+
     def _fit(self, train: Interactions) -> None:
         self._check_number("l2", low=0, low_open=True)
         self._check_choice("weighting", SCHEMES)

@@ -72,6 +72,14 @@ class ItemKNN(Recommender):
         self.shrink = shrink
         self.weighting = weighting
 
+    @staticmethod
+    def search_space(trial) -> dict:
+        """Optuna search space (tuned on validation data)."""
+        return {
+            "neighbors": trial.suggest_int("neighbors", 20, 1000, log=True),
+            "shrink": trial.suggest_float("shrink", 0.0, 200.0),
+        }
+
     def _fit(self, train: Interactions) -> None:
         self._check_int("neighbors", 1)
         self._check_number("shrink", low=0)

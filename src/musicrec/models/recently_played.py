@@ -51,6 +51,11 @@ class RecentlyPlayed(Recommender):
     def __init__(self, decay: float = RecentlyPlayedConfig.decay):
         self.decay = decay
 
+    @staticmethod
+    def search_space(trial) -> dict:
+        """Optuna search space (tuned on validation data)."""
+        return {"decay": trial.suggest_float("decay", 0.3, 1.0)}
+
     def _fit(self, train: Interactions) -> None:
         self._check_number("decay", low=0, high=1, low_open=True)
         self.fallback_ = popularity_fallback(train)

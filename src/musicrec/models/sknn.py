@@ -96,6 +96,14 @@ class SKNN(Recommender):
         self.sample_size = sample_size
         self.position_decay = position_decay
 
+    @staticmethod
+    def search_space(trial) -> dict:
+        """Optuna search space (tuned on validation data)."""
+        return {
+            "k": trial.suggest_int("k", 20, 500, log=True),
+            "sample_size": trial.suggest_int("sample_size", 200, 5000, log=True),
+        }
+
     def _fit(self, train: Interactions) -> None:
         self._check_int("k", 1)
         self._check_int("sample_size", 0)

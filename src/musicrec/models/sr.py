@@ -78,6 +78,11 @@ class SequentialRules(Recommender):
         self.pruning = pruning
         self.last_n = last_n
 
+    @staticmethod
+    def search_space(trial) -> dict:
+        """Optuna search space (tuned on validation data)."""
+        return {"steps": trial.suggest_int("steps", 1, 15)}
+
     def _fit(self, train: Interactions) -> None:
         self._check_int("steps", 1)
         self._check_int("pruning", 0)

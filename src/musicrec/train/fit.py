@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import time
+from typing import Callable
 
 import polars as pl
 
@@ -20,22 +22,48 @@ def training_events(split: Split, include_valid: bool) -> pl.DataFrame:
     return split.train
 
 
-def fit_model(name: str, split: Split, params: dict | None = None, include_valid: bool = False) -> tuple[Recommender, float]:
-    """Create ``name`` with ``params``, fit it on the split; returns (model, fit seconds)."""
+def default_metric(split: Split) -> str:
+    """The metric models are tuned and early-stopped on: MRR@20 for sessions, NDCG@10 for users."""
+    return "mrr@20" if split.evaluation == "session" else "ndcg@10"
+
+
+def validation_fn(split: Split, metric: str) -> Callable[[Recommender], float]:
+    """``fn(model) -> float``: ``metric`` on the split's validation part (full ranking)."""
+    from musicrec.evaluate.protocols import evaluate
+
+    k = int(metric.split("@")[1])
+    return lambda model: float(evaluate(model, split, ks=(k,), on="valid").metrics[metric])
+
+
+def fit_model(name: str, split: Split, params: dict | None = None, include_valid: bool = False,
+              metric: str | None = None, on_epoch=None, checkpoint_dir: str | None = None,
+              resume: bool = False, progress: bool = False) -> tuple[Recommender, float]:
+    """Create ``name`` with ``params``, fit it on the split; returns (model, fit seconds).
+
+    Deep models (``NeuralRecommender``) trained on train only early-stop on ``metric`` over the
+    validation part; with ``include_valid`` they train for exactly ``epochs`` (set it to the best
+    epoch found by tuning).
+    """
+    from musicrec.models.neural import NeuralRecommender
+
     events = training_events(split, include_valid)
     if events.height == 0:
         raise MusicrecError("the split has no training rows")
     train = Interactions.from_frame(events)
     model = create(name, **(params or {}))
     start = time.perf_counter()
-    model.fit(train)
+    if isinstance(model, NeuralRecommender):
+        has_valid = split.valid is not None and split.valid.height > 0
+        valid = validation_fn(split, metric or default_metric(split)) if has_valid and not include_valid else None
+        model.fit(train, valid=valid, checkpoint_dir=checkpoint_dir, resume=resume, progress=progress,
+                  on_epoch=on_epoch)
+    else:
+        model.fit(train)
     return model, time.perf_counter() - start
 
 
 def parse_param(text: str) -> tuple[str, object]:
     """``"factors=64"`` -> ("factors", 64); values are read as JSON when they parse, else kept as text."""
-    import json
-
     if "=" not in text:
         raise MusicrecError(f"--param expects name=value, got {text!r}")
     key, raw = text.split("=", 1)
@@ -44,3 +72,17 @@ def parse_param(text: str) -> tuple[str, object]:
     except ValueError:
         value = {"True": True, "False": False, "None": None}.get(raw, raw)
     return key.strip().replace("-", "_"), value
+
+
+def read_config(path: str) -> tuple[str | None, dict]:
+    """(model name, params) from a ``best.json`` written by ``musicrec tune --out``."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            cfg = json.load(fh)
+    except FileNotFoundError:
+        raise MusicrecError(f"{path}: no such config file") from None
+    except ValueError as exc:
+        raise MusicrecError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(cfg, dict) or not isinstance(cfg.get("params", {}), dict):
+        raise MusicrecError(f"{path}: expected {{\"model\": ..., \"params\": {{...}}}}")
+    return cfg.get("model"), cfg.get("params", {})

@@ -1,55 +1,43 @@
 """Hyperparameter tuning with Optuna on the validation part of a split.
 
-Each model has a search space below; a trial fits on ``train`` and scores ``valid`` with the
-same full-ranking protocol as the final test, so tuning never sees test data.
+Each model declares its search space next to its config (``Model.search_space(trial)``). A
+trial fits on ``train`` and scores ``valid`` with the same full-ranking protocol as the final
+test, so tuning never sees test data. TPE sampling; deep models report their validation metric
+every epoch so the median pruner stops hopeless trials early, and the best epoch of the best
+trial becomes ``epochs`` for the final refit on train + valid.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Callable
 
 from musicrec import MusicrecError
+from musicrec.models.registry import model_class
 from musicrec.preprocess.splitset import Split
-from musicrec.train.fit import fit_model
-
-# name -> function(trial) -> params. Ranges follow the papers' and libraries' usual settings.
-SEARCH_SPACES: dict[str, Callable] = {
-    "ease": lambda t: {"l2": t.suggest_float("l2", 10.0, 5000.0, log=True)},
-    "als": lambda t: {
-        "factors": t.suggest_categorical("factors", [32, 64, 128]),
-        "regularization": t.suggest_float("regularization", 1e-3, 10.0, log=True),
-        "alpha": t.suggest_float("alpha", 0.5, 50.0, log=True),
-        "iterations": 15,
-    },
-    "bpr": lambda t: {
-        "factors": t.suggest_categorical("factors", [32, 64, 128]),
-        "learning_rate": t.suggest_float("learning_rate", 1e-3, 0.1, log=True),
-        "regularization": t.suggest_float("regularization", 1e-4, 0.1, log=True),
-        "iterations": t.suggest_categorical("iterations", [50, 100, 200]),
-    },
-    "itemknn": lambda t: {
-        "neighbors": t.suggest_int("neighbors", 20, 1000, log=True),
-        "shrink": t.suggest_float("shrink", 0.0, 200.0),
-    },
-    "sknn": lambda t: {
-        "k": t.suggest_int("k", 20, 500, log=True),
-        "sample_size": t.suggest_int("sample_size", 200, 5000, log=True),
-    },
-    "sr": lambda t: {"steps": t.suggest_int("steps", 1, 15)},
-    "recently-played": lambda t: {"decay": t.suggest_float("decay", 0.3, 1.0)},
-}
+from musicrec.train.fit import default_metric, fit_model
 
 
 @dataclass
 class TuneResult:
     model: str
     metric: str
-    best_params: dict
+    best_params: dict                 # includes "epochs" = best epoch for deep models
     best_value: float
-    trials: list[dict] = field(default_factory=list)   # params, value, fit_s per trial
+    trials: list[dict] = field(default_factory=list)   # params, value, fit_s, state per trial
     seconds: float = 0.0
+
+    def to_json(self) -> dict:
+        return {"model": self.model, "metric": self.metric, "params": self.best_params,
+                "value": self.best_value, "seconds": round(self.seconds, 1), "trials": self.trials}
+
+
+def tunable(name: str) -> bool:
+    """Whether ``name`` declares a non-empty search space."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return bool(model_class(name).search_space(optuna.create_study().ask()))
 
 
 def tune(name: str, split: Split, n_trials: int = 20, metric: str | None = None, ks=(10, 20),
@@ -59,25 +47,44 @@ def tune(name: str, split: Split, n_trials: int = 20, metric: str | None = None,
     import optuna
 
     from musicrec.evaluate.protocols import evaluate
+    from musicrec.models.neural import NeuralRecommender
 
     if split.valid is None or split.valid.height == 0:
         raise MusicrecError("tuning needs a split with validation data (make it with a valid fraction)")
-    if name not in SEARCH_SPACES:
-        raise MusicrecError(f"no search space for {name!r}; tunable: {', '.join(SEARCH_SPACES)}")
-    metric = metric or ("mrr@20" if split.evaluation == "session" else "ndcg@10")
+    cls = model_class(name)
+    if not tunable(name):
+        raise MusicrecError(f"{name} has no hyperparameters to tune")
+    metric = metric or default_metric(split)
+    if "@" not in metric:
+        raise MusicrecError(f"metric must look like ndcg@10, got {metric!r}")
     ks = sorted({*ks, int(metric.split("@")[1])})
+    deep = issubclass(cls, NeuralRecommender)
     log: list[dict] = []
 
     def objective(trial) -> float:
-        params = {**(base_params or {}), **SEARCH_SPACES[name](trial)}
-        model, fit_s = fit_model(name, split, params)
-        result = evaluate(model, split, ks=ks, on="valid")
-        value = float(result.metrics[metric])
-        log.append({"params": params, "value": value, "fit_s": round(fit_s, 3)})
+        params = {**cls.search_space(trial), **(base_params or {})}
+        entry = {"number": trial.number, "params": params, "value": None, "state": "running"}
+        log.append(entry)
+
+        def on_epoch(epoch: int, value) -> None:
+            if value is not None:
+                trial.report(value, epoch)
+                if trial.should_prune():
+                    entry["state"] = f"pruned at epoch {epoch}"
+                    raise optuna.TrialPruned()
+
+        model, fit_s = fit_model(name, split, params, metric=metric, on_epoch=on_epoch if deep else None)
+        if deep:
+            params["epochs"] = int(model.best_epoch_)
+            value = max(h["value"] for h in model.history_ if h["value"] is not None)
+        else:
+            value = float(evaluate(model, split, ks=ks, on="valid").metrics[metric])
+        entry.update(value=value, fit_s=round(fit_s, 3), state="complete")
         return value
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed),
+                                pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=2))
     start = time.perf_counter()
     if progress:
         from rich.progress import Progress
@@ -88,5 +95,8 @@ def tune(name: str, split: Split, n_trials: int = 20, metric: str | None = None,
                            callbacks=[lambda study, trial: bar.advance(task)])
     else:
         study.optimize(objective, n_trials=n_trials, timeout=timeout_s)
-    best = {**(base_params or {}), **log[study.best_trial.number]["params"]}
-    return TuneResult(name, metric, best, float(study.best_value), log, time.perf_counter() - start)
+    done = [e for e in log if e["state"] == "complete"]
+    if not done:
+        raise MusicrecError(f"no {name} trial completed (timeout too short?)")
+    best = max(done, key=lambda e: e["value"])
+    return TuneResult(name, metric, dict(best["params"]), float(best["value"]), log, time.perf_counter() - start)

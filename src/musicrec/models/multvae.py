@@ -1,0 +1,207 @@
+"""Mult-VAE: variational autoencoder with a multinomial likelihood (Liang et al., WWW 2018).
+
+A listener is one row ``x`` (I,) of the weighted user x item matrix; order is ignored, so it
+suits data without play order (HetRec user-artist counts). The encoder maps the L2-normalised
+row (with input dropout) through tanh layers to a Gaussian ``q(z|x) = N(mu, exp(logvar))``;
+the decoder maps ``z`` back to logits over the whole catalogue. Training minimises
+
+    -sum_i x_i log softmax(logits)_i  +  beta * KL(q(z|x) || N(0, I))
+
+averaged over the users of a batch, with ``beta`` growing linearly from 0 by
+``1 / total_anneal_steps`` per update until ``anneal_cap`` (the paper's partial
+regularisation). Scoring uses ``z = mu``, so known users and new listeners go through the
+same encoder. As in the paper ``norm="none"`` is the default; "batch"/"layer" add
+normalisation after every hidden linear layer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from musicrec import MusicrecError
+from musicrec.features.interactions import Histories, Interactions
+from musicrec.features.weighting import SCHEMES, weight
+from musicrec.models.neural import NORMS, NeuralRecommender, TrainingConfig
+from musicrec.models.nn_blocks import make_norm
+
+
+# ---------------------------------------------------------------- network
+def mlp(dims: list[int], norm: str) -> nn.Sequential:
+    """Linear layers through ``dims``; norm + tanh after every layer but the last."""
+    layers: list[nn.Module] = []
+    for k, (d_in, d_out) in enumerate(zip(dims[:-1], dims[1:])):
+        linear = nn.Linear(d_in, d_out)
+        # the reference code's initialisation: Xavier weights, tiny random biases
+        nn.init.xavier_uniform_(linear.weight)
+        nn.init.normal_(linear.bias, std=1e-3)
+        layers.append(linear)
+        if k < len(dims) - 2:
+            layers += [make_norm(norm, d_out), nn.Tanh()]
+    return nn.Sequential(*layers)
+
+
+class MultVAENet(nn.Module):
+    """(B, I) weighted play rows -> logits (B, I), mu (B, Z), logvar (B, Z)."""
+
+    def __init__(self, n_items: int, hidden: list[int], latent: int, dropout: float, norm: str):
+        super().__init__()
+        self.drop = nn.Dropout(dropout)
+        # one encoder output of 2Z holds mu and logvar; the decoder mirrors the encoder
+        self.encoder = mlp([n_items, *hidden, 2 * latent], norm)
+        self.decoder = mlp([latent, *hidden[::-1], n_items], norm)
+        self.latent = latent
+
+    def item_weights(self) -> torch.Tensor:
+        """(I, H) rows of the decoder's output layer, one per item."""
+        return self.decoder[-1].weight
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        h = self.drop(F.normalize(x, dim=1))
+        mu, logvar = self.encoder(h).split(self.latent, dim=1)
+        # reparameterisation trick while training; the posterior mean when scoring
+        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar) if self.training else mu
+        return self.decoder(z), mu, logvar
+
+
+def multvae_loss(logits: torch.Tensor, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor,
+                 beta: float) -> torch.Tensor:
+    """Negative ELBO per user, averaged over the batch.
+
+    Parameters
+    ----------
+    logits, x : Tensor, shape (B, I)
+        Decoder output and the weighted play row it reconstructs.
+    mu, logvar : Tensor, shape (B, Z)
+        Posterior mean and log-variance.
+    beta : float
+        Weight of the KL term.
+    """
+    nll = -(F.log_softmax(logits, dim=1) * x).sum(1)
+    kl = 0.5 * (torch.exp(logvar) + mu ** 2 - 1.0 - logvar).sum(1)
+    return (nll + beta * kl).mean()
+
+
+# ---------------------------------------------------------------- estimator
+@dataclass(frozen=True)
+class MultVAEConfig(TrainingConfig):
+    hidden_dims: int | list = 600   # encoder hidden layer size(s): an int or a list; the decoder mirrors it
+    latent_dim: int = 200           # Z: size of the latent code
+    dropout: float = 0.5            # dropout on the normalised input row
+    anneal_cap: float = 0.2         # largest KL weight beta
+    total_anneal_steps: int = 2000  # updates for beta to grow from 0 to 1 (stops at anneal_cap)
+    weighting: str = "binary"       # play-count weighting of the rows (features.weighting.SCHEMES)
+    norm: str = "none"              # "none" (the paper), "batch" or "layer" after hidden layers
+    epochs: int = 100               # one epoch is one pass over the users
+    patience: int = 10
+
+
+class MultVAE(NeuralRecommender):
+    """Variational autoencoder over users' play rows. Hyperparameters: see ``MultVAEConfig``."""
+
+    name = "multvae"
+
+    def __init__(self, hidden_dims=MultVAEConfig.hidden_dims, latent_dim=MultVAEConfig.latent_dim,
+                 dropout=MultVAEConfig.dropout, anneal_cap=MultVAEConfig.anneal_cap,
+                 total_anneal_steps=MultVAEConfig.total_anneal_steps, weighting=MultVAEConfig.weighting,
+                 norm=MultVAEConfig.norm, epochs=MultVAEConfig.epochs, batch_size=MultVAEConfig.batch_size,
+                 learning_rate=MultVAEConfig.learning_rate, weight_decay=MultVAEConfig.weight_decay,
+                 patience=MultVAEConfig.patience, seed=MultVAEConfig.seed, device=MultVAEConfig.device):
+        self.hidden_dims = hidden_dims
+        self.latent_dim = latent_dim
+        self.dropout = dropout
+        self.anneal_cap = anneal_cap
+        self.total_anneal_steps = total_anneal_steps
+        self.weighting = weighting
+        self.norm = norm
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.weight_decay = weight_decay
+        self.patience = patience
+        self.seed = seed
+        self.device = device
+
+    def _hidden(self) -> list[int]:
+        dims = self.hidden_dims
+        dims = [dims] if isinstance(dims, (int, np.integer)) and not isinstance(dims, bool) else dims
+        if not (isinstance(dims, (list, tuple)) and all(
+                isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d >= 1 for d in dims)):
+            raise MusicrecError(f"{self.name}: hidden_dims must be an integer >= 1 or a list of them, "
+                                f"got {self.hidden_dims!r}")
+        return [int(d) for d in dims]
+
+    def _validate(self) -> None:
+        super()._validate()
+        self._hidden()
+        self._check_int("latent_dim", 1)
+        self._check_number("dropout", low=0, high=0.95)
+        self._check_number("anneal_cap", low=0)
+        self._check_int("total_anneal_steps", 1)
+        self._check_choice("weighting", SCHEMES)
+        self._check_choice("norm", NORMS)
+
+    def _build_net(self, n_items: int, n_users: int) -> MultVAENet:
+        return MultVAENet(n_items, self._hidden(), self.latent_dim, self.dropout, self.norm)
+
+    def beta(self, step: int) -> float:
+        """KL weight after ``step`` updates: linear from 0, capped at ``anneal_cap``."""
+        return min(float(self.anneal_cap), step / self.total_anneal_steps)
+
+    # ------------------------------------------------------------ the task
+    def _fit(self, train: Interactions) -> None:
+        try:
+            super()._fit(train)
+        finally:
+            self._rows = None   # the weighted training rows are only needed while training
+
+    def _training_data(self, train: Interactions) -> dict:
+        # examples are users; rows are densified per batch in _loss (never the whole matrix)
+        self._rows = weight(train.matrix, self.weighting).tocsr()
+        self._step = 0
+        return {"user": torch.arange(train.n_users)}
+
+    def _loss(self, net, batch: dict):
+        users = batch["user"]
+        if net.training and self.norm == "batch" and len(users) == 1:
+            # a one-row batch has no batch statistics: skip it (no update, no annealing step)
+            return torch.zeros((), device=users.device, requires_grad=True)
+        x = torch.from_numpy(self._rows[users.cpu().numpy()].toarray()).to(users.device)
+        logits, mu, logvar = net(x)
+        loss = multvae_loss(logits, x, mu, logvar, self.beta(self._step))
+        if net.training:
+            self._step += 1
+        return loss
+
+    # ------------------------------------------------------------ scoring
+    def score(self, histories: Histories, batch_size: int = 1024) -> np.ndarray:
+        """Logits (B, I) of the decoder at each history's posterior mean."""
+        self._check_fitted()
+        rows = weight(histories.matrix, self.weighting, reference=self.train_.matrix).tocsr()
+        out = np.empty((rows.shape[0], self.train_.n_items), dtype=np.float32)
+        with torch.inference_mode():
+            for lo in range(0, rows.shape[0], batch_size):
+                x = torch.from_numpy(rows[lo:lo + batch_size].toarray()).to(self.device_)
+                out[lo:lo + batch_size] = self.net_(x)[0].float().cpu().numpy()
+        return out
+
+    def item_similarity(self, items: np.ndarray) -> np.ndarray:
+        """Cosine of the decoder's output weight rows, (B, I)."""
+        with torch.inference_mode():
+            emb = F.normalize(self.net_.item_weights(), dim=1)
+            return (emb[torch.as_tensor(items)] @ emb.T).numpy().astype(np.float32)
+
+    @staticmethod
+    def search_space(trial) -> dict:
+        return {
+            "hidden_dims": trial.suggest_categorical("hidden_dims", [200, 600]),
+            "latent_dim": trial.suggest_categorical("latent_dim", [64, 200]),
+            "dropout": trial.suggest_float("dropout", 0.2, 0.7),
+            "anneal_cap": trial.suggest_float("anneal_cap", 0.05, 1.0, log=True),
+            "learning_rate": trial.suggest_float("learning_rate", 3e-4, 3e-3, log=True),
+            "weighting": trial.suggest_categorical("weighting", ["binary", "log1p"]),
+        }
