@@ -24,13 +24,26 @@ def topk(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Best ``k`` columns per row of ``scores`` (B, I) -> indices (B, k), scores (B, k), best first.
 
     Entries equal to ``-inf`` are excluded items; they may fill the tail when fewer than
-    ``k`` items remain. Ties break towards the lower index (deterministic).
+    ``k`` items remain. Ties break towards the lower index (deterministic), also at the k-th place.
     """
     k = min(k, scores.shape[1])
     if k <= 0:
         return np.zeros((scores.shape[0], 0), np.int64), np.zeros((scores.shape[0], 0), scores.dtype)
-    part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    try:
+        import torch
+    except ImportError:  # numpy fallback
+        part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    else:
+        # torch.topk is several times faster than np.argpartition on (512, 20k) blocks: the
+        # evaluation hot spot
+        part = torch.topk(torch.from_numpy(np.ascontiguousarray(scores)), k, dim=1, sorted=False).indices.numpy()
     vals = np.take_along_axis(scores, part, axis=1)
+    # rows where the k-th value is tied with an item left out: redo those exactly (stable sort)
+    kth = vals.min(axis=1, keepdims=True)
+    tied = np.flatnonzero((scores >= kth).sum(axis=1) > k)
+    for r in tied:
+        part[r] = np.argsort(-scores[r], kind="stable")[:k]
+        vals[r] = scores[r, part[r]]
     # sort by score desc, then index asc
     order = np.lexsort((part, -vals), axis=1)
     idx = np.take_along_axis(part, order, axis=1)
