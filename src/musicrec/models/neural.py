@@ -47,18 +47,44 @@ class NeuralRecommender(Recommender):
     """Base of the PyTorch estimators. Subclasses implement ``_build_net``, ``_training_data``,
     ``_loss`` and ``score``."""
 
-    def fit(self, train: Interactions, valid: Callable[["Recommender"], float] | None = None) -> "NeuralRecommender":
-        """Learn from ``train``; ``valid(model) -> float`` (higher is better) enables early stopping."""
-        self._valid = valid
+    def fit(self, train: Interactions, valid: Callable[["Recommender"], float] | None = None,
+            checkpoint_dir: str | None = None, resume: bool = False, progress: bool = False,
+            on_epoch: Callable[[int, float | None], None] | None = None) -> "NeuralRecommender":
+        """Learn from ``train``; returns self.
+
+        Parameters
+        ----------
+        train : Interactions
+        valid : callable(model) -> float, optional
+            Higher-is-better validation metric; enables early stopping (the best epoch's
+            weights are kept).
+        checkpoint_dir : str, optional
+            Write a resumable checkpoint there after every epoch (see ``train.trainer``).
+        resume : bool
+            Continue from ``checkpoint_dir``'s checkpoint when one exists; it must come from the
+            same hyperparameters (``epochs`` and ``patience`` may differ) and training data.
+        progress : bool
+            Rich progress bar on stderr.
+        on_epoch : callable(epoch, value), optional
+            Called after every epoch with the validation value (None without ``valid``), e.g.
+            to report to Optuna; an exception it raises (``optuna.TrialPruned``) propagates.
+        """
+        self._valid, self._on_epoch = valid, on_epoch
+        self._checkpoint_dir, self._resume, self._progress = checkpoint_dir, resume, progress
         try:
             return super().fit(train)
         finally:
-            self._valid = None
+            self._valid = self._on_epoch = self._checkpoint_dir = None
+            self._resume = self._progress = False
 
     def _trainer_config(self) -> TrainerConfig:
+        # grad_clip / amp are optional hyperparameters a subclass may expose
         return TrainerConfig(epochs=self.epochs, batch_size=self.batch_size, learning_rate=self.learning_rate,
                              weight_decay=self.weight_decay, patience=self.patience, seed=self.seed,
-                             device=self.device, progress=getattr(self, "_progress", False))
+                             device=self.device, grad_clip=getattr(self, "grad_clip", TrainerConfig.grad_clip),
+                             amp=getattr(self, "amp", TrainerConfig.amp), progress=getattr(self, "_progress", False),
+                             checkpoint_dir=getattr(self, "_checkpoint_dir", None),
+                             resume=getattr(self, "_resume", False))
 
     def _check_training_params(self) -> None:
         self._check_int("epochs", 1)
@@ -78,10 +104,16 @@ class NeuralRecommender(Recommender):
         self.net_ = self._build_net(train.n_items, train.n_users)
         self._sampler = torch.Generator(device="cpu").manual_seed(self.seed + 1)
         data = self._training_data(train)
-        valid = self._valid
+        valid = getattr(self, "_valid", None)
+        # every generator the loss samples with (``_sampler`` and any a subclass adds) goes into
+        # checkpoints, so a resumed run draws the same negatives as an uninterrupted one
+        generators = {k: v for k, v in vars(self).items() if isinstance(v, torch.Generator)}
+        params = {k: v.item() if isinstance(v, np.generic) else v for k, v in self.get_params().items()
+                  if k not in ("epochs", "patience", "device")}
+        fingerprint = {"model": self.name, "params": params, "n_items": train.n_items, "n_users": train.n_users}
         result = Trainer(self._trainer_config()).fit(
             self.net_, self._loss, data, validate=(lambda: valid(self)) if valid else None,
-            on_epoch=getattr(self, "_on_epoch", None))
+            on_epoch=getattr(self, "_on_epoch", None), extra_rng=generators, fingerprint=fingerprint)
         self.net_.to("cpu").eval()
         self.device_ = pick_device("cpu")
         self.history_ = result.history

@@ -3,13 +3,32 @@
 The model (an estimator) owns the *task*: it hands the trainer a network, a dict of
 equally long tensors (one row per training example) and a loss function
 ``loss_fn(net, batch) -> scalar``. The trainer owns everything else: AdamW, shuffled
-mini-batches cut from those tensors (no per-event Python loops), seeding, early stopping on
-a validation metric, and the per-epoch history.
+mini-batches cut from those tensors (no per-event Python loops), early stopping on a
+validation metric, the per-epoch history, mixed precision on CUDA, a progress bar, and
+checkpoints that let a killed run continue exactly where it stopped.
+
+Checkpoints (``checkpoint_dir``) are written after every epoch as two files, no pickles:
+``ckpt-EEEE.npz`` (weights, best weights, AdamW moments, RNG states as uint8 arrays) and
+``checkpoint.json`` (epoch, best value/epoch, stale count, history, a fingerprint of the run,
+and the name of the npz). The npz is written first and the JSON, renamed into place last,
+names it, so that rename is the single commit point: a kill at any moment leaves the
+previous complete checkpoint. Resuming restores every RNG the run draws from (the shuffle
+generator, torch's global CPU/CUDA generator used by dropout, numpy's global generator, and
+the estimator's own generators passed as ``extra_rng``; not Python's ``random``), so on CPU
+a resumed run gives the same weights as an uninterrupted one.
+
+Determinism: on CPU the same seeds give bit-identical weights and losses (for a fixed
+number of torch threads) without any global deterministic-algorithm switch. On CUDA some
+kernels accumulate with atomics, so runs agree only up to rounding.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -17,6 +36,10 @@ from typing import Callable
 import numpy as np
 
 from musicrec import MusicrecError
+
+CHECKPOINT = "checkpoint.json"
+FORMAT = 1                       # version of the checkpoint layout
+AMP_DTYPES = ("auto", "bfloat16", "float16")
 
 
 @dataclass
@@ -26,10 +49,14 @@ class TrainerConfig:
     learning_rate: float = 1e-3      # AdamW step size
     weight_decay: float = 0.0        # AdamW decoupled weight decay
     patience: int = 3                # epochs without validation improvement before stopping
-    seed: int = 0                    # seeds parameter init, shuffling and sampling
+    seed: int = 0                    # seeds the shuffling (init and sampling are seeded by the caller)
     device: str = "auto"             # "auto" (CUDA when present, else CPU), "cpu", "cuda"
     grad_clip: float = 5.0           # max global gradient norm (0 = off)
-    progress: bool = False           # Rich progress bar with loss and throughput
+    progress: bool = False           # Rich progress bar (stderr) with epoch, loss and throughput
+    amp: bool = True                 # mixed precision on CUDA (autocast); ignored on CPU
+    amp_dtype: str = "auto"          # "auto" (bfloat16 where supported), "bfloat16", "float16" (+ loss scaling)
+    checkpoint_dir: str | None = None  # write a resumable checkpoint here after every epoch
+    resume: bool = False             # continue from checkpoint_dir's checkpoint when one exists
 
 
 @dataclass
@@ -37,6 +64,7 @@ class TrainResult:
     best_epoch: int                  # 1-based epoch whose weights were kept
     best_value: float | None         # validation metric there (None without validation)
     history: list = field(default_factory=list)  # per epoch: epoch, loss, value, seconds, examples_per_s
+    resumed_from: int = 0            # epochs already done in the checkpoint this run resumed (0 = fresh)
 
 
 def pick_device(name: str = "auto"):
@@ -56,6 +84,19 @@ def seed_everything(seed: int) -> None:
     np.random.seed(seed % (2**32))
 
 
+@dataclass
+class _Run:
+    """Where a run stands after ``epoch`` completed epochs (what a checkpoint holds)."""
+
+    epoch: int = 0
+    best_value: float | None = None
+    best_epoch: int = 0
+    best_state: dict | None = None   # name -> tensor of the best epoch's weights
+    stale: int = 0
+    stopped: bool = False            # early stopping fired
+    history: list = field(default_factory=list)
+
+
 class Trainer:
     """Fits ``net`` by minimising ``loss_fn`` over mini-batches of ``data``."""
 
@@ -63,7 +104,8 @@ class Trainer:
         self.config = config
 
     def fit(self, net, loss_fn: Callable, data: dict, validate: Callable[[], float] | None = None,
-            on_epoch: Callable[[int, float | None], None] | None = None) -> TrainResult:
+            on_epoch: Callable[[int, float | None], None] | None = None,
+            extra_rng: dict | None = None, fingerprint: dict | None = None) -> TrainResult:
         """Train; returns the result and leaves ``net`` holding the best (or last) weights.
 
         Parameters
@@ -76,11 +118,18 @@ class Trainer:
         validate : callable() -> float, optional
             Higher-is-better metric computed with ``net`` in eval mode; enables early stopping.
         on_epoch : callable(epoch, value), optional
-            Called after each epoch (e.g. to report to Optuna and raise ``TrialPruned``).
+            Called after each epoch's checkpoint (e.g. to report to Optuna); an exception it
+            raises (``optuna.TrialPruned``) ends training and propagates unchanged.
+        extra_rng : dict[str, torch.Generator], optional
+            Generators ``loss_fn`` samples with; saved in and restored from checkpoints.
+        fingerprint : dict, optional
+            JSON-able description of the model (name, hyperparameters); resuming a checkpoint
+            whose fingerprint differs raises MusicrecError.
         """
         import torch
 
         cfg = self.config
+        _check_config(cfg)
         n = len(next(iter(data.values())))
         if n == 0:
             raise MusicrecError("no training examples (are the sequences shorter than 2 items?)")
@@ -88,45 +137,286 @@ class Trainer:
         net.to(device)
         data = {k: v.to(device) for k, v in data.items()}
         opt = torch.optim.AdamW(net.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+        step = _Step(net, opt, cfg, device)
         gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
-        history: list[dict] = []
-        best_value, best_epoch, best_state, stale = -math.inf, 0, None, 0
-        for epoch in range(1, cfg.epochs + 1):
-            net.train()
-            start = time.perf_counter()
-            order = torch.randperm(n, generator=gen).to(device)
-            total, steps = 0.0, 0
-            for lo in range(0, n, cfg.batch_size):
-                idx = order[lo:lo + cfg.batch_size]
-                loss = loss_fn(net, {k: v[idx] for k, v in data.items()})
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                if cfg.grad_clip > 0:
-                    torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
-                opt.step()
-                total += float(loss.detach())
-                steps += 1
-            seconds = time.perf_counter() - start
-            value = None
-            if validate is not None:
-                net.eval()
-                with torch.no_grad():
-                    value = float(validate())
-            history.append({"epoch": epoch, "loss": total / max(steps, 1), "value": value,
-                            "seconds": round(seconds, 3), "examples_per_s": round(n / max(seconds, 1e-9), 1)})
-            if on_epoch is not None:
-                on_epoch(epoch, value)
-            if validate is None:
-                best_epoch = epoch
-                continue
-            if value > best_value:
-                best_value, best_epoch, stale = value, epoch, 0
-                best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
-            else:
-                stale += 1
-                if stale >= cfg.patience:
-                    break
-        if best_state is not None:
-            net.load_state_dict(best_state)
+        rngs = {"shuffle": gen, **{f"extra.{k}": g for k, g in sorted((extra_rng or {}).items())}}
+        run, resumed_from, fp = _Run(), 0, None
+        if cfg.checkpoint_dir is not None:
+            fp = _fingerprint(cfg, net, data, rngs, fingerprint, validate is not None)
+            if cfg.resume:
+                restored = _load(cfg.checkpoint_dir, fp, net, opt, step.scaler, rngs, device)
+                if restored is not None:
+                    run, resumed_from = restored, restored.epoch
+        elif cfg.resume:
+            raise MusicrecError("resume needs a checkpoint_dir")
+
+        with _EpochBar(cfg.progress, cfg.epochs, n) as bar:
+            epoch = run.epoch
+            while epoch < cfg.epochs and not run.stopped:
+                epoch += 1
+                net.train()
+                start = time.perf_counter()
+                order = torch.randperm(n, generator=gen).to(device)
+                # summed on the device: a float() per step would stall the GPU every batch
+                total = torch.zeros((), dtype=torch.float64, device=device)
+                steps = 0
+                bar.start(epoch)
+                for lo in range(0, n, cfg.batch_size):
+                    idx = order[lo:lo + cfg.batch_size]
+                    total += step(loss_fn, {k: v[idx] for k, v in data.items()})
+                    steps += 1
+                    bar.advance(len(idx), lambda: float(total) / steps)
+                mean_loss = float(total) / steps
+                seconds = time.perf_counter() - start
+                if not math.isfinite(mean_loss):
+                    raise MusicrecError(f"training diverged: the loss is {mean_loss} in epoch {epoch}; "
+                                        f"try a lower learning_rate (now {cfg.learning_rate})")
+                value = None
+                if validate is not None:
+                    net.eval()
+                    with torch.no_grad():
+                        value = float(validate())
+                run.history.append({"epoch": epoch, "loss": mean_loss, "value": value, "seconds": round(seconds, 3),
+                                    "examples_per_s": round(n / max(seconds, 1e-9), 1)})
+                bar.finish(run.history[-1])
+                run.epoch = epoch
+                if validate is None:
+                    run.best_epoch = epoch
+                elif not math.isnan(value) and (run.best_value is None or value > run.best_value):
+                    run.best_value, run.best_epoch, run.stale = value, epoch, 0
+                    run.best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+                else:
+                    run.stale += 1
+                    run.stopped = run.stale >= cfg.patience
+                if cfg.checkpoint_dir is not None:
+                    _save(cfg.checkpoint_dir, fp, run, net, opt, step.scaler, rngs, device)
+                if on_epoch is not None:
+                    on_epoch(epoch, value)
+        if run.best_state is not None:
+            net.load_state_dict(run.best_state)
         net.eval()
-        return TrainResult(best_epoch, None if validate is None else best_value, history)
+        return TrainResult(run.best_epoch, run.best_value, run.history, resumed_from)
+
+
+def _check_config(cfg: TrainerConfig) -> None:
+    if cfg.amp_dtype not in AMP_DTYPES:
+        raise MusicrecError(f"amp_dtype must be one of {', '.join(AMP_DTYPES)}, got {cfg.amp_dtype!r}")
+    if cfg.epochs < 1 or cfg.batch_size < 1 or cfg.patience < 1:
+        raise MusicrecError("epochs, batch_size and patience must be >= 1")
+
+
+class _Step:
+    """One optimiser step, in mixed precision on CUDA when ``amp`` (autocast to bfloat16, or to
+    float16 with a GradScaler against gradient underflow); plain float32 elsewhere."""
+
+    def __init__(self, net, opt, cfg: TrainerConfig, device):
+        import torch
+
+        self.net, self.opt, self.grad_clip, self.dtype = net, opt, cfg.grad_clip, None
+        if cfg.amp and device.type == "cuda":
+            bf16 = cfg.amp_dtype == "bfloat16" or (cfg.amp_dtype == "auto" and torch.cuda.is_bf16_supported())
+            self.dtype = torch.bfloat16 if bf16 else torch.float16
+        self.autocast = ((lambda: torch.autocast(device.type, dtype=self.dtype)) if self.dtype
+                         else contextlib.nullcontext)
+        # bfloat16 has float32's exponent range: only float16 needs loss scaling (else a pass-through)
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.dtype == torch.float16)
+        self.clip = torch.nn.utils.clip_grad_norm_
+
+    def __call__(self, loss_fn: Callable, batch: dict):
+        """Forward, backward and update on ``batch``; returns the detached loss."""
+        with self.autocast():
+            loss = loss_fn(self.net, batch)
+        self.opt.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if self.grad_clip > 0:
+            self.scaler.unscale_(self.opt)      # clip the true gradients, not the scaled ones
+            self.clip(self.net.parameters(), self.grad_clip)
+        self.scaler.step(self.opt)
+        self.scaler.update()
+        return loss.detach()
+
+
+class _EpochBar:
+    """Rich progress over the batches of each epoch (stderr); does nothing when disabled."""
+
+    REFRESH_S = 0.25                 # how often the running loss is read (a GPU sync)
+
+    def __init__(self, enabled: bool, epochs: int, n: int):
+        self.enabled, self.epochs, self.n = enabled, epochs, n
+
+    def __enter__(self):
+        if self.enabled:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[rate]} ex/s"),
+                                TimeElapsedColumn(), console=Console(stderr=True), transient=True)
+            self.bar.start()
+            self.task = self.bar.add_task("", total=self.n, loss="-", rate="-")
+        return self
+
+    def __exit__(self, *exc):
+        if self.enabled:
+            self.bar.stop()
+
+    def start(self, epoch: int) -> None:
+        if self.enabled:
+            self.bar.reset(self.task, total=self.n, description=f"epoch {epoch}/{self.epochs}", loss="-", rate="-")
+            self.t0 = self.last = time.perf_counter()
+            self.seen = 0
+
+    def advance(self, rows: int, running_loss: Callable[[], float]) -> None:
+        if not self.enabled:
+            return
+        self.seen += rows
+        now = time.perf_counter()
+        fields = {}
+        if now - self.last >= self.REFRESH_S or self.seen == self.n:
+            self.last = now
+            fields = {"loss": f"{running_loss():.4f}", "rate": f"{self.seen / max(now - self.t0, 1e-9):,.0f}"}
+        self.bar.update(self.task, advance=rows, **fields)
+
+    def finish(self, row: dict) -> None:
+        if self.enabled:
+            value = "" if row["value"] is None else f", valid {row['value']:.4f}"
+            self.bar.console.print(f"epoch {row['epoch']}/{self.epochs}: loss {row['loss']:.4f}{value}, "
+                                   f"{row['examples_per_s']:,.0f} ex/s, {row['seconds']:.1f} s")
+
+
+# ---------------------------------------------------------------- checkpoints
+def _fingerprint(cfg: TrainerConfig, net, data: dict, rngs: dict, model: dict | None, validated: bool) -> dict:
+    """What must match for a checkpoint to continue this run (epochs and patience may change)."""
+    digest = hashlib.sha256()
+    for k in sorted(data):
+        digest.update(k.encode())
+        digest.update(np.ascontiguousarray(data[k].detach().cpu().numpy()).tobytes())
+    # ordered by how telling a mismatch is: the first difference is the one reported
+    fp = {"model": model,
+          "trainer": {**{k: getattr(cfg, k) for k in ("batch_size", "learning_rate", "weight_decay", "seed",
+                                                       "grad_clip")}, "validated": validated},
+          "weights": {k: list(v.shape) for k, v in net.state_dict().items()}, "generators": sorted(rngs),
+          "data": {k: [list(v.shape), str(v.dtype)] for k, v in sorted(data.items())},
+          "data_sha256": digest.hexdigest()}
+    return json.loads(json.dumps(fp, default=str))   # as it reads back from disk
+
+
+def _first_difference(saved, now, path: str = "") -> str | None:
+    if isinstance(saved, dict) and isinstance(now, dict):
+        for key in [*now, *(k for k in saved if k not in now)]:
+            diff = _first_difference(saved.get(key), now.get(key), f"{path}.{key}" if path else key)
+            if diff:
+                return diff
+        return None
+    return None if saved == now else f"{path}: checkpoint has {saved!r}, this run has {now!r}"
+
+
+def _numpy(t) -> np.ndarray:
+    return t.detach().cpu().numpy()
+
+
+def _write_atomic(path: str, write: Callable) -> None:
+    """``write(fh)`` into a temporary file, flushed to disk, then renamed over ``path``; the
+    folder is synced too, so after a power cut the renames persist in the order made."""
+    tmp = f"{path}.tmp-{os.getpid()}"
+    try:
+        with open(tmp, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    try:
+        fd = os.open(os.path.dirname(path) or ".", os.O_RDONLY)
+    except OSError:             # e.g. Windows cannot open a folder; the rename itself is still atomic
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _save(directory: str, fp: dict, run: _Run, net, opt, scaler, rngs: dict, device) -> None:
+    import torch
+
+    os.makedirs(directory, exist_ok=True)
+    arrays = {f"net.{k}": _numpy(v) for k, v in net.state_dict().items()}
+    arrays.update({f"best.{k}": _numpy(v) for k, v in (run.best_state or {}).items()})
+    opt_scalars = {}
+    for idx, state in opt.state_dict()["state"].items():
+        for key, v in state.items():
+            if torch.is_tensor(v):
+                arrays[f"opt.{idx}.{key}"] = _numpy(v)
+            else:
+                opt_scalars[f"{idx}.{key}"] = v
+    arrays.update({f"rng.{k}": _numpy(g.get_state()) for k, g in rngs.items()})
+    arrays["rng.torch"] = _numpy(torch.get_rng_state())
+    if device.type == "cuda":     # dropout on the GPU draws from the CUDA generator
+        arrays["rng.cuda"] = _numpy(torch.cuda.get_rng_state(device))
+    np_rng = np.random.get_state()
+    arrays["rng.numpy"] = np_rng[1]
+    name = f"ckpt-{run.epoch:04d}.npz"
+    _write_atomic(os.path.join(directory, name), lambda fh: np.savez(fh, **arrays))
+    meta = {"format": FORMAT, "arrays": name, "epoch": run.epoch, "best_value": run.best_value,
+            "best_epoch": run.best_epoch, "stale": run.stale, "stopped": run.stopped, "history": run.history,
+            "optimizer_scalars": opt_scalars, "scaler": scaler.state_dict(),
+            "numpy_rng": [np_rng[0], int(np_rng[2]), int(np_rng[3]), float(np_rng[4])], "fingerprint": fp}
+    text = json.dumps(meta, indent=2, sort_keys=True).encode()
+    _write_atomic(os.path.join(directory, CHECKPOINT), lambda fh: fh.write(text))
+    for old in os.listdir(directory):   # earlier epochs' arrays and temp files of killed runs
+        if (old.startswith("ckpt-") and old != name) or old.startswith(f"{CHECKPOINT}.tmp-"):
+            os.remove(os.path.join(directory, old))
+
+
+def _load(directory: str, fp: dict, net, opt, scaler, rngs: dict, device) -> _Run | None:
+    """Restore the checkpoint in ``directory`` into the given objects; None when there is none."""
+    import torch
+
+    path = os.path.join(directory, CHECKPOINT)
+    if not os.path.exists(path):
+        return None
+    try:
+        with open(path, encoding="utf-8") as fh:
+            meta = json.load(fh)
+        with np.load(os.path.join(directory, meta["arrays"]), allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+    except (OSError, ValueError, KeyError) as err:
+        raise MusicrecError(f"cannot read the checkpoint in {directory}: {err}") from None
+    if meta.get("format") != FORMAT:
+        raise MusicrecError(f"checkpoint in {directory} has format {meta.get('format')}, expected {FORMAT}")
+    diff = _first_difference(meta["fingerprint"], fp)
+    if diff:
+        raise MusicrecError(f"the checkpoint in {directory} belongs to a different run ({diff}); "
+                            "use another checkpoint_dir or resume=False")
+
+    def tensors(prefix: str) -> dict:
+        return {k[len(prefix):]: torch.from_numpy(v) for k, v in arrays.items() if k.startswith(prefix)}
+
+    net.load_state_dict(tensors("net."))
+    best = tensors("best.")
+    opt_state: dict = {}
+    for key, v in tensors("opt.").items():
+        idx, name = key.split(".", 1)
+        opt_state.setdefault(int(idx), {})[name] = v
+    for key, v in meta["optimizer_scalars"].items():
+        idx, name = key.split(".", 1)
+        opt_state.setdefault(int(idx), {})[name] = v
+    state = opt.state_dict()
+    state["state"] = opt_state
+    opt.load_state_dict(state)
+    if meta["scaler"] and scaler.is_enabled():
+        scaler.load_state_dict(meta["scaler"])
+    for k, g in rngs.items():
+        g.set_state(torch.from_numpy(arrays[f"rng.{k}"]))
+    torch.set_rng_state(torch.from_numpy(arrays["rng.torch"]))
+    if device.type == "cuda" and "rng.cuda" in arrays:
+        torch.cuda.set_rng_state(torch.from_numpy(arrays["rng.cuda"]), device)
+    kind, pos, has_gauss, cached = meta["numpy_rng"]
+    np.random.set_state((kind, arrays["rng.numpy"], pos, has_gauss, cached))
+    return _Run(epoch=meta["epoch"], best_value=meta["best_value"], best_epoch=meta["best_epoch"],
+                best_state={k: v.to(device) for k, v in best.items()} or None, stale=meta["stale"],
+                stopped=meta["stopped"], history=meta["history"])
