@@ -2,6 +2,13 @@ import os
 
 import pytest
 
+try:  # tiny test models train faster on one thread, and 2-core CI machines are easily oversubscribed
+    import torch
+
+    torch.set_num_threads(1)
+except ImportError:  # pragma: no cover
+    pass
+
 SHARED = os.path.normpath(os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data"))
 
 
