@@ -17,11 +17,20 @@ from musicrec.models import registry
 
 NAMES = list(registry.MODELS)
 NOT_PERSONALISED = {"most-popular", "recently-played"}
-SEQUENTIAL = {"sknn", "sr", "sasrec"}
+SEQUENTIAL = {"sknn", "sr", "sasrec", "nextitnet", "caser", "gru4rec"}
 # small, fast settings where defaults are sized for real data
 # small models for 44 items: many factors would fit each user's exact items instead of tastes
 FAST = {"als": {"factors": 4, "regularization": 1.0}, "bpr": {"factors": 8, "iterations": 200, "learning_rate": 0.05},
-        "sasrec": {"embedding_dim": 16, "epochs": 60, "learning_rate": 0.01, "batch_size": 16, "n_negatives": 20, "dropout": 0.1}}
+        "sasrec": {"embedding_dim": 16, "epochs": 60, "learning_rate": 0.01, "batch_size": 16, "n_negatives": 20, "dropout": 0.1},
+        "nextitnet": {"embedding_dim": 16, "dilations": "1,2", "max_len": 6, "epochs": 40, "learning_rate": 0.01,
+                      "batch_size": 32, "n_negatives": 20, "dropout": 0.1},
+        "caser": {"embedding_dim": 16, "max_len": 3, "n_h": 4, "n_v": 2, "epochs": 30, "learning_rate": 0.01,
+                  "batch_size": 64, "n_negatives": 20, "dropout": 0.1},
+        # play counts ("raw") tell a user's group runs (played 1-3 times) from the popular openers (once)
+        "multvae": {"hidden_dims": 32, "latent_dim": 8, "epochs": 60, "batch_size": 16, "learning_rate": 0.005,
+                    "weighting": "raw"},
+        "gru4rec": {"hidden_size": 16, "max_len": 8, "epochs": 30, "learning_rate": 0.01, "batch_size": 32,
+                    "n_negatives": 20, "dropout_hidden": 0.1}}
 INVALID = {
     "most-popular": {"by": "listeners"},
     "recently-played": {"decay": 0.0},
@@ -32,6 +41,10 @@ INVALID = {
     "sknn": {"k": 0},
     "sr": {"steps": 0},
     "sasrec": {"norm": "group"},
+    "nextitnet": {"dilations": "1,0"},
+    "caser": {"n_h": 0, "n_v": 0},
+    "multvae": {"hidden_dims": [64, 0]},
+    "gru4rec": {"constrained_embedding": False, "embedding_dim": -8},
 }
 
 
@@ -102,10 +115,10 @@ def own_group_share(top: np.ndarray, first_group: np.ndarray) -> float:
 # Next-item models (SR, the deep sequence models) are left out: from a known user's last item
 # they predict what follows it (often a popular session opener, or run items that user already
 # played), not the user's overall taste; their known answer is the next-item test.
-NEXT_ITEM_ONLY = {"sr", "sasrec"}
+NEXT_ITEM_ONLY = {"sr", "sasrec", "nextitnet", "caser", "gru4rec"}
 # Deep next-item models learn transitions; on 200 tiny sessions their embeddings do not
 # cluster whole taste groups, so only their top pick (the next item) is held to the group.
-DEEP_SEQUENCE = {"sasrec"}
+DEEP_SEQUENCE = {"sasrec", "nextitnet", "caser", "gru4rec"}
 
 
 @pytest.mark.parametrize("name", sorted(set(NAMES) - NOT_PERSONALISED - NEXT_ITEM_ONLY))

@@ -6,9 +6,13 @@ from musicrec import MusicrecError
 from musicrec.models.als import ALS
 from musicrec.models.base import Recommender, read_config
 from musicrec.models.bpr import BPR
+from musicrec.models.caser import Caser
 from musicrec.models.ease import EASE
+from musicrec.models.gru4rec import GRU4Rec
 from musicrec.models.itemknn import ItemKNN
 from musicrec.models.most_popular import MostPopular
+from musicrec.models.multvae import MultVAE
+from musicrec.models.nextitnet import NextItNet
 from musicrec.models.recently_played import RecentlyPlayed
 from musicrec.models.sasrec import SASRec
 from musicrec.models.sknn import SKNN
@@ -17,7 +21,7 @@ from musicrec.models.sr import SequentialRules
 MODELS: dict[str, type[Recommender]] = {
     cls.name: cls
     for cls in (MostPopular, RecentlyPlayed, ItemKNN, EASE, ALS, BPR, SKNN, SequentialRules,
-                SASRec)
+                SASRec, NextItNet, Caser, GRU4Rec, MultVAE)
 }
 
 

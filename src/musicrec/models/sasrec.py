@@ -17,6 +17,7 @@ from torch import nn
 
 from musicrec.models.neural import LOSSES, NORMS, SequenceRecommender, TrainingConfig
 from musicrec.models.nn_blocks import causal_mask, make_norm
+from musicrec.models.repeat import WithRepeatHead, check_repeat_head
 
 
 # ---------------------------------------------------------------- network
@@ -75,6 +76,7 @@ class SASRecConfig(TrainingConfig):
     norm: str = "layer"           # "layer", "batch" or "none"
     loss: str = "sampled"         # "ce" full softmax, "sampled" softmax, or "bpr"
     n_negatives: int = 256        # popularity-sampled negatives for "sampled"/"bpr"
+    repeat_head: bool = False     # repeat-vs-explore output head (models.repeat; needs loss="ce")
     train_on: str = "sessions"    # learn from "sessions" or whole "users" histories
 
 
@@ -86,7 +88,8 @@ class SASRec(SequenceRecommender):
     def __init__(self, embedding_dim=SASRecConfig.embedding_dim, n_layers=SASRecConfig.n_layers,
                  n_heads=SASRecConfig.n_heads, dropout=SASRecConfig.dropout, max_len=SASRecConfig.max_len,
                  norm=SASRecConfig.norm, loss=SASRecConfig.loss, n_negatives=SASRecConfig.n_negatives,
-                 train_on=SASRecConfig.train_on, epochs=SASRecConfig.epochs, batch_size=SASRecConfig.batch_size,
+                 repeat_head=SASRecConfig.repeat_head, train_on=SASRecConfig.train_on,
+                 epochs=SASRecConfig.epochs, batch_size=SASRecConfig.batch_size,
                  learning_rate=SASRecConfig.learning_rate, weight_decay=SASRecConfig.weight_decay,
                  patience=SASRecConfig.patience, seed=SASRecConfig.seed, device=SASRecConfig.device):
         self.embedding_dim = embedding_dim
@@ -97,6 +100,7 @@ class SASRec(SequenceRecommender):
         self.norm = norm
         self.loss = loss
         self.n_negatives = n_negatives
+        self.repeat_head = repeat_head
         self.train_on = train_on
         self.epochs = epochs
         self.batch_size = batch_size
@@ -117,13 +121,15 @@ class SASRec(SequenceRecommender):
         self._check_choice("loss", LOSSES)
         self._check_int("n_negatives", 1)
         self._check_choice("train_on", ("sessions", "users"))
+        check_repeat_head(self)
         if self.embedding_dim % self.n_heads:
             from musicrec import MusicrecError
 
             raise MusicrecError(f"sasrec: n_heads ({self.n_heads}) must divide embedding_dim ({self.embedding_dim})")
 
-    def _build_net(self, n_items: int, n_users: int) -> SASRecNet:
-        return SASRecNet(n_items, self.embedding_dim, self.n_layers, self.n_heads, self.max_len, self.dropout, self.norm)
+    def _build_net(self, n_items: int, n_users: int) -> nn.Module:
+        net = SASRecNet(n_items, self.embedding_dim, self.n_layers, self.n_heads, self.max_len, self.dropout, self.norm)
+        return WithRepeatHead(net, self.embedding_dim, self.max_len) if self.repeat_head else net
 
     @staticmethod
     def search_space(trial) -> dict:
