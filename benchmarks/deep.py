@@ -29,13 +29,35 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 PROTOCOLS = {
     # name: (dataset folder, reader, split protocol, item level, models)
     "30music-track": ("30music-200ks-test-slices", "30music", "session-lastday", "track",
-                      ["most-popular", "recently-played", "sknn", "sr", "gru4rec", "sasrec", "nextitnet", "caser"]),
+                      ["most-popular", "recently-played", "sknn", "sr", "gru4rec", "gru4rec+repeat", "sasrec",
+                       "sasrec+repeat", "nextitnet", "caser"]),
     "30music-artist": ("30music-200ks-test-slices", "30music", "session-lastday", "artist",
-                       ["most-popular", "recently-played", "sknn", "sr", "gru4rec", "sasrec", "nextitnet", "caser"]),
+                       ["most-popular", "recently-played", "sknn", "sr", "gru4rec", "gru4rec+repeat", "sasrec",
+                        "sasrec+repeat", "nextitnet", "caser"]),
     "hetrec": ("hetrec2011-lastfm-2k", "hetrec-lastfm-2k", "user-holdout", "artist",
                ["most-popular", "itemknn", "ease", "als", "multvae"]),
 }
-DEEP = {"gru4rec", "sasrec", "nextitnet", "caser", "multvae"}
+DEEP = {"gru4rec", "sasrec", "nextitnet", "caser", "multvae", "gru4rec+repeat", "sasrec+repeat"}
+#: starting configurations of the deep models per protocol, found by hand on the validation
+#: part (see the README); with --deep-trials > 0 Optuna searches around the model's space instead
+DEEP_PARAMS: dict[str, dict[str, dict]] = {
+    "30music-track": {
+        "gru4rec": {"learning_rate": 0.01, "loss": "ce", "epochs": 10},
+        "gru4rec+repeat": {"learning_rate": 0.01, "epochs": 10},
+    },
+    "30music-artist": {
+        "gru4rec": {"learning_rate": 0.01, "loss": "ce", "epochs": 4},
+        "gru4rec+repeat": {"learning_rate": 0.01, "epochs": 2},
+        "sasrec": {"learning_rate": 0.003, "max_len": 20, "loss": "ce", "epochs": 5},
+        "sasrec+repeat": {"learning_rate": 0.003, "max_len": 20, "epochs": 7},
+    },
+    "hetrec": {
+        "multvae": {"anneal_cap": 1.0, "dropout": 0.7, "learning_rate": 0.003, "total_anneal_steps": 200, "epochs": 37},
+    },
+}
+#: variants: (registry name, extra params)
+VARIANTS = {"gru4rec+repeat": ("gru4rec", {"repeat_head": True, "loss": "ce"}),
+            "sasrec+repeat": ("sasrec", {"repeat_head": True, "loss": "ce"})}
 COLUMNS = {
     "session": ["hitrate@20", "mrr@20", "ndcg@10"],
     "user": ["precision@10", "recall@10", "f1@10", "ndcg@10", "precision@20", "recall@20", "f1@20", "ndcg@20"],
@@ -97,6 +119,8 @@ def run_child(split_dir: str, name: str, trials: int, params: dict, out: str, ti
         summary = json.load(fh)
     summary["peak_rss_mb"] = rusage.ru_maxrss / 1024.0     # Linux: KiB
     summary["wall_s"] = time.perf_counter() - start
+    with open(out, "w", encoding="utf-8") as fh:
+        json.dump(summary, fh, default=str)
     return summary
 
 
@@ -138,7 +162,9 @@ def table(rows: list[dict], evaluation: str) -> str:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=os.path.join(HERE, "..", "..", "shared", "data"))
-    ap.add_argument("--trials", type=int, default=10)
+    ap.add_argument("--trials", type=int, default=20, help="Optuna trials per baseline")
+    ap.add_argument("--deep-trials", type=int, default=0,
+                    help="Optuna trials per deep model (0: the DEEP_PARAMS configuration, early-stopped on valid)")
     ap.add_argument("--protocols", default=",".join(PROTOCOLS))
     ap.add_argument("--models", default="", help="comma-separated subset")
     ap.add_argument("--timeout", type=float, default=1800, help="seconds per model (tuning included)")
@@ -172,15 +198,30 @@ def main(argv=None) -> int:
             if only and name not in only:
                 continue
             out = os.path.join(args.out, f"{proto}-{name}.json")
-            r = run_child(split_dir, name, args.trials, DEFAULT_PARAMS.get(name, {}), out, args.timeout)
+            model, extra = VARIANTS.get(name, (name, {}))
+            params = {**DEFAULT_PARAMS.get(model, {}), **DEEP_PARAMS[proto].get(name, {}), **extra}
+            trials = args.deep_trials if name in DEEP else args.trials
+            r = run_child(split_dir, model, trials, params, out, args.timeout)
             if r:
+                r["model"] = name
                 r["per_row"] = out + ".parquet"
                 rows.append(r)
                 print(f"[{proto}] {name}: " + ", ".join(f"{k}={r['metrics'][k]:.4f}" for k in COLUMNS[split.evaluation]),
                       file=sys.stderr, flush=True)
+        # models measured by earlier runs of this script (``--models`` subsets) join the table
+        seen = {r["model"] for r in rows}
+        for name in models:
+            out = os.path.join(args.out, f"{proto}-{name}.json")
+            if name not in seen and os.path.exists(out) and os.path.exists(out + ".parquet"):
+                with open(out, encoding="utf-8") as fh:
+                    r = json.load(fh)
+                r.update(model=name, per_row=out + ".parquet")
+                r.setdefault("peak_rss_mb", None)
+                rows.append(r)
         metric = "mrr@20" if split.evaluation == "session" else "ndcg@10"
         id_cols = ["session_id", "position"] if split.evaluation == "session" else ["user_id"]
-        text = f"### {proto} ({protocol}, {level} level, {args.trials} trials per model)\n\n" + table(rows, split.evaluation)
+        text = (f"### {proto} ({protocol}, {level} level; baselines {args.trials} Optuna trials, deep models "
+                f"{str(args.deep_trials) + ' Optuna trials' if args.deep_trials else 'hand-tuned on validation'})\n\n") + table(rows, split.evaluation)
         text += "\n" + significance(rows, metric, id_cols)
         text += "\nParameters: " + "; ".join(f"{r['model']} {json.dumps(r['params'])}" for r in rows) + "\n"
         sections.append(text)
