@@ -12,7 +12,8 @@ where it is here:
   first GRU layer directly, as an (I, 3H) table of gate pre-activations, which is exactly
   ``one_hot @ W_ih`` without building the one-hot vectors;
 * negative sampling: ``loss="sampled"`` is cross-entropy over in-batch + popularity-sampled
-  negatives; ``loss="bpr-max"`` is the CIKM 2018 loss with its score regularisation ``bpreg``;
+  negatives; ``loss="bpr-max"`` is the CIKM 2018 loss with its score regularisation ``bpreg``
+  (on 30Music next-track the best of the losses, with ``n_negatives=2048``);
 * dropout on the input embedding and on every GRU layer's output; a fresh hidden state
   (zeros) at every session start.
 
@@ -20,7 +21,8 @@ Differences, on purpose: sessions are cut into left-padded windows of ``max_len`
 framework's batches) instead of session-parallel mini-batches, so the GRU restarts at each
 window; AdamW instead of Adagrad with momentum; BPR-max uses a linear final activation (the
 official ``elu_param=0``) and skips candidates equal to the target instead of counting them
-as negatives; an optional final ``norm``.
+as negatives; an optional final ``norm``; ``repeat_head=True`` (with ``loss="ce"``) scores
+through the repeat-vs-explore head of ``models.repeat``.
 """
 
 from __future__ import annotations
@@ -86,7 +88,8 @@ class GRU4RecNet(nn.Module):
         super().__init__()
         self.out_emb = nn.Embedding(n_items + 1, hidden, padding_idx=0)   # row 0: padding
         self.out_bias = nn.Parameter(torch.zeros(n_items), requires_grad=output_bias)
-        self.in_emb = None if constrained or embedding_dim == 0 else nn.Embedding(n_items + 1, embedding_dim, padding_idx=0)
+        separate = not constrained and embedding_dim > 0
+        self.in_emb = nn.Embedding(n_items + 1, embedding_dim, padding_idx=0) if separate else None
         self.one_hot = OneHotGRU(n_items, hidden) if not constrained and embedding_dim == 0 else None
         n_in = hidden if constrained else embedding_dim
         self.grus = nn.ModuleList(nn.GRU(hidden if i or self.one_hot else n_in, hidden, batch_first=True)
