@@ -124,6 +124,8 @@ class CaserConfig(TrainingConfig):
     loss: str = "sampled"         # "ce" full softmax, "sampled" softmax, or "bpr"
     n_negatives: int = 256        # popularity-sampled negatives for "sampled"/"bpr"
     train_on: str = "sessions"    # learn from "sessions" or whole "users" histories
+    batch_size: int = 256         # windows per step: one window is one prediction, so larger than the default
+    learning_rate: float = 5e-3   # AdamW step size
 
 
 class Caser(SequenceRecommender):

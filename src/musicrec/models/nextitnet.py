@@ -108,13 +108,15 @@ class NextItNetConfig(TrainingConfig):
     dilations: str = "1,2,4"      # dilation of each residual block ("1,2,4" or a list of ints)
     n_blocks: int = 1             # how many times the dilation stack is repeated
     kernel_size: int = 3          # convolution width (the paper uses 3)
-    dropout: float = 0.2          # on embeddings and block outputs
+    dropout: float = 0.3          # on embeddings and block outputs
     max_len: int = 20             # L: most recent plays the model looks at
     norm: str = "layer"           # "layer" (paper), "batch" or "none"
     tie_embeddings: bool = True   # score against the input item embeddings (False: separate ones, as the paper)
     loss: str = "sampled"         # "ce" full softmax (paper), "sampled" softmax, or "bpr"
     n_negatives: int = 256        # popularity-sampled negatives for "sampled"/"bpr"
     train_on: str = "sessions"    # learn from "sessions" or whole "users" histories
+    batch_size: int = 64          # windows per step (more steps per epoch than the shared default)
+    learning_rate: float = 3e-3   # AdamW step size (1e-3 was still climbing after 10 epochs on 30Music)
 
 
 class NextItNet(SequenceRecommender):
