@@ -70,15 +70,20 @@ def n_parameters(model) -> int:
     return int(sum(np.asarray(a).size for a in model._state().values()))
 
 
-def run_one(split_dir: str, name: str, trials: int, params: dict, out: str) -> None:
+def run_one(split_dir: str, name: str, trials: int, params: dict, out: str, tune_timeout: float | None,
+            threads: int) -> None:
     """Child process: tune + refit + evaluate one model, write JSON and per-row metrics."""
+    import torch
+
     from musicrec.pipeline import compare
     from musicrec.preprocess.splitset import Split
 
+    if threads:
+        torch.set_num_threads(threads)
     split = Split.load(split_dir)
     ks = (10, 20)
     comp = compare(split, [name], ks=ks, trials=trials, params={name: params} if params else None,
-                   log=lambda m: print(m, file=sys.stderr, flush=True))
+                   log=lambda m: print(m, file=sys.stderr, flush=True), tune_timeout_s=tune_timeout)
     res, model = comp.results[0], comp.models[name]
     history = getattr(model, "history_", [])
     n_eval = res.info.get("n_prefixes") or res.info.get("n_users")
@@ -90,15 +95,31 @@ def run_one(split_dir: str, name: str, trials: int, params: dict, out: str) -> N
         "epochs": len(history) or None,
         "score_per_s": n_eval / max(res.info["eval_s"], 1e-9), "n_eval": n_eval, "info": res.info,
         "tuning_s": comp.tuning[name].seconds if name in comp.tuning else 0.0,
+        "trials_complete": sum(t["state"] == "complete" for t in comp.tuning[name].trials) if name in comp.tuning else 0,
+        "trials_pruned": sum(t["state"].startswith("pruned") for t in comp.tuning[name].trials) if name in comp.tuning else 0,
+        "threads": torch.get_num_threads(),
     }
     res.per_user.write_parquet(out + ".parquet")
     with open(out, "w", encoding="utf-8") as fh:
         json.dump(summary, fh, default=str)
 
 
-def run_child(split_dir: str, name: str, trials: int, params: dict, out: str, timeout: float) -> dict | None:
+def searched_keys(name: str) -> set[str]:
+    """Hyperparameters that ``name``'s Optuna search space sets."""
+    import optuna
+
+    from musicrec.models.registry import model_class
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return set(model_class(name).search_space(optuna.create_study().ask()))
+
+
+def run_child(split_dir: str, name: str, trials: int, params: dict, out: str, timeout: float,
+              tune_timeout: float | None = None, threads: int = 0) -> dict | None:
     cmd = [sys.executable, os.path.abspath(__file__), "--one", name, "--split", split_dir, "--trials", str(trials),
-           "--json", out, "--params", json.dumps(params)]
+           "--json", out, "--params", json.dumps(params), "--threads", str(threads)]
+    if tune_timeout:
+        cmd += ["--tune-timeout", str(tune_timeout)]
     start = time.perf_counter()
     proc = subprocess.Popen(cmd)
     deadline = start + timeout
@@ -145,16 +166,27 @@ def significance(rows: list[dict], metric: str, id_cols: list[str]) -> str:
             f"n = {j.height}, paired t-test p = {p_t:.3g}, Wilcoxon p = {p_w:.3g}).\n")
 
 
+def trials_cell(r: dict) -> str:
+    """Optuna trials that ran (complete + pruned), e.g. "20 (7 pruned)"; "–" when not tuned."""
+    done, pruned = r.get("trials_complete"), r.get("trials_pruned")
+    if done is None:
+        n = r.get("info", {}).get("tuned_trials", 0)
+        return str(n) if n else "–"
+    if not done + pruned:
+        return "–"
+    return f"{done + pruned}" + (f" ({pruned} pruned)" if pruned else "")
+
+
 def table(rows: list[dict], evaluation: str) -> str:
     cols = COLUMNS[evaluation]
-    head = ["model", *cols, "fit s", "epoch s", "train ex/s", "score/s", "peak MB", "params"]
+    head = ["model", *cols, "trials", "fit s", "epoch s", "train ex/s", "score/s", "peak MB", "params"]
     lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
     key = "mrr@20" if evaluation == "session" else "ndcg@10"
     for r in sorted(rows, key=lambda r: -r["metrics"][key]):
         f = lambda v, d=1: "–" if v is None else f"{v:,.{d}f}"  # noqa: E731
         lines.append("| " + " | ".join([
             r["model"] + (" (deep)" if r["model"] in DEEP else ""), *[f"{r['metrics'][c]:.4f}" for c in cols],
-            f(r["fit_s"]), f(r["epoch_s"]), f(r["train_examples_per_s"], 0), f(r["score_per_s"], 0),
+            trials_cell(r), f(r["fit_s"]), f(r["epoch_s"]), f(r["train_examples_per_s"], 0), f(r["score_per_s"], 0),
             f(r["peak_rss_mb"], 0), f"{r['n_parameters']:,}"]) + " |")
     return "\n".join(lines) + "\n"
 
@@ -167,7 +199,11 @@ def main(argv=None) -> int:
                     help="Optuna trials per deep model (0: the DEEP_PARAMS configuration, early-stopped on valid)")
     ap.add_argument("--protocols", default=",".join(PROTOCOLS))
     ap.add_argument("--models", default="", help="comma-separated subset")
-    ap.add_argument("--timeout", type=float, default=1800, help="seconds per model (tuning included)")
+    ap.add_argument("--timeout", type=float, default=1800, help="seconds per model (tuning included); killed after")
+    ap.add_argument("--tune-timeout", type=float, default=None,
+                    help="stop a model's Optuna search after this many seconds (finished trials count)")
+    ap.add_argument("--max-epochs", type=int, default=8, help="epoch cap of each deep tuning trial (--deep-trials > 0)")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads per model process (0: torch's default)")
     ap.add_argument("--out", default=os.path.join(HERE, "results", "deep"))
     ap.add_argument("--one", help=argparse.SUPPRESS)
     ap.add_argument("--split", help=argparse.SUPPRESS)
@@ -175,7 +211,7 @@ def main(argv=None) -> int:
     ap.add_argument("--params", default="{}", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.one:
-        run_one(args.split, args.one, args.trials, json.loads(args.params), args.json)
+        run_one(args.split, args.one, args.trials, json.loads(args.params), args.json, args.tune_timeout, args.threads)
         return 0
 
     from musicrec.pipeline import DEFAULT_PARAMS
@@ -199,9 +235,16 @@ def main(argv=None) -> int:
                 continue
             out = os.path.join(args.out, f"{proto}-{name}.json")
             model, extra = VARIANTS.get(name, (name, {}))
-            params = {**DEFAULT_PARAMS.get(model, {}), **DEEP_PARAMS[proto].get(name, {}), **extra}
+            hand = DEEP_PARAMS[proto].get(name, {})
             trials = args.deep_trials if name in DEEP else args.trials
-            r = run_child(split_dir, model, trials, params, out, args.timeout)
+            if name in DEEP and trials > 0:
+                # Optuna searches the model's space; hand-found choices outside it (the loss) stay,
+                # and ``epochs`` caps each trial (the refit uses the best trial's best epoch)
+                space = searched_keys(model)
+                hand = {**{k: v for k, v in hand.items() if k not in space and k != "epochs"},
+                        "epochs": args.max_epochs}
+            params = {**DEFAULT_PARAMS.get(model, {}), **hand, **extra}
+            r = run_child(split_dir, model, trials, params, out, args.timeout, args.tune_timeout, args.threads)
             if r:
                 r["model"] = name
                 r["per_row"] = out + ".parquet"

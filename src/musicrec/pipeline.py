@@ -24,10 +24,12 @@ class Comparison:
 
 
 def compare(split: Split, models=USER_MODELS, ks=(10, 20), trials: int = 0, params: dict | None = None,
-            progress: bool = False, log=print, seed: int = 0) -> Comparison:
+            progress: bool = False, log=print, seed: int = 0, tune_timeout_s: float | None = None) -> Comparison:
     """Tune (when ``trials`` > 0 and the split has validation data), refit on train+valid, score test.
 
-    ``params`` maps model name -> fixed params that override defaults and tuning.
+    ``params`` maps model name -> fixed params that override defaults and tuning; for a deep model a
+    fixed ``epochs`` is the most each tuning trial may run, and the refit uses the best trial's best
+    epoch. ``tune_timeout_s`` stops a model's tuning after that many seconds (finished trials count).
     """
     from musicrec.evaluate.protocols import evaluate
     from musicrec.models.neural import NeuralRecommender
@@ -42,9 +44,12 @@ def compare(split: Split, models=USER_MODELS, ks=(10, 20), trials: int = 0, para
         chosen = dict(fixed)
         deep = issubclass(model_class(name), NeuralRecommender)
         if trials > 0 and has_valid and tunable(name):
-            result = tune(name, split, n_trials=trials, ks=ks, base_params=fixed, seed=seed, progress=progress)
+            result = tune(name, split, n_trials=trials, ks=ks, base_params=fixed, seed=seed, progress=progress,
+                          timeout_s=tune_timeout_s)
             out.tuning[name] = result
             chosen = {**result.best_params, **fixed}
+            if deep:
+                chosen["epochs"] = result.best_params["epochs"]
             log(f"tuned {name}: {result.metric}={result.best_value:.4f} on valid with {chosen} "
                 f"({len(result.trials)} trials, {result.seconds:.1f}s)")
         elif deep and has_valid and "epochs" not in fixed:
