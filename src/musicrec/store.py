@@ -273,6 +273,52 @@ class Store:
         self._update_manifest(report, tables)
         return report
 
+    def append_plays(self, plays: pl.DataFrame, source: str = "api") -> IngestReport:
+        """Add plays named by store ids (e.g. posted to the HTTP API) through ``ingest``.
+
+        Parameters
+        ----------
+        plays : DataFrame with columns
+            ``user_id`` (store id; null for a listener not in the store yet), ``user`` (the
+            listener's own id; their key becomes ``"<source>:<user>"`` when ``user_id`` is null),
+            ``artist_id`` (null when ``track_id`` is given: the track's artist is used),
+            ``track_id`` (null for artist-level plays), ``timestamp`` (UTC), and optionally
+            ``play_count`` (default 1) and ``ms_played``.
+        source : str
+            Reader name recorded on the plays and in the manifest.
+
+        Ids are turned back into the entities' keys, so re-sending the same timed plays adds
+        nothing (``ingest`` is idempotent). Unknown ids raise MusicrecError.
+        """
+        want = {"user_id": pl.Int64, "user": pl.String, "artist_id": pl.Int64, "track_id": pl.Int64,
+                "timestamp": schema.UTC_US, "play_count": pl.Int64, "ms_played": pl.Int64}
+        df = schema.conform(plays, want).with_columns(pl.col("play_count").fill_null(1))
+        tracks = self.table("tracks").select("track_id", track_key="key", track_artist="artist_id")
+        artists = self.table("artists").select("artist_id", artist_key="key")
+        users = self.table("users").select("user_id", store_user_key="key")
+        df = (df.join(tracks, on="track_id", how="left", maintain_order="left")
+              .with_columns(pl.coalesce("artist_id", "track_artist").alias("artist_id"))
+              .join(artists, on="artist_id", how="left", maintain_order="left")
+              .join(users, on="user_id", how="left", maintain_order="left"))
+        problems = {
+            "track": df.filter(pl.col("track_id").is_not_null() & pl.col("track_key").is_null())["track_id"],
+            "artist": df.filter(pl.col("artist_id").is_not_null() & pl.col("artist_key").is_null())["artist_id"],
+            "user": df.filter(pl.col("user_id").is_not_null() & pl.col("store_user_key").is_null())["user_id"],
+        }
+        for what, ids in problems.items():
+            if len(ids):
+                raise MusicrecError(f"unknown {what} id(s) in the store {self.url}: "
+                                    f"{', '.join(map(str, ids.unique().sort().head(5)))}")
+        if df.filter(pl.col("artist_id").is_null()).height:
+            raise MusicrecError("every play needs an artist_id or a track_id")
+        if df.filter(pl.col("user_id").is_null() & pl.col("user").is_null()).height:
+            raise MusicrecError("every play needs a user_id or a user")
+        df = df.with_columns(user_key=pl.coalesce("store_user_key", pl.lit(f"{source}:") + pl.col("user")))
+        new_users = df.filter(pl.col("user_id").is_null()).select("user_key", source_id="user").unique("user_key")
+        source_plays = df.with_row_index("source_row", offset=1).with_columns(
+            pl.col("source_row").cast(pl.Int64), skipped=pl.lit(None, pl.Boolean), session_key=pl.lit(None, pl.String))
+        return self.ingest(SourceTables(source=source, plays=source_plays, users=new_users))
+
     def _write_rejects(self, src: str, tables: SourceTables) -> str | None:
         if not len(tables.rejects):
             return None

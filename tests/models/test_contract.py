@@ -167,6 +167,39 @@ def test_similar_items_same_group(name, fitted):
     assert np.isin(idx[0], GROUP_A).sum() >= 3 and np.isin(idx[1], GROUP_B).sum() >= 3
 
 
+# dot-product models: score(h) == query_vectors(h) @ item_vectors().T (serving indexes these)
+VECTORS = {"als", "bpr", "multvae", "gru4rec", "sasrec", "nextitnet", "caser"}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_vectors_reproduce_scores(name, fitted, synthetic):
+    model = fitted[name]
+    known, new = synthetic.histories([0, 42, 99]), Histories.from_sequences([[20, 21, 22], [], [3]], N_ITEMS)
+    if name not in VECTORS:
+        with pytest.raises(NotImplementedError):
+            model.query_vectors(known)
+        with pytest.raises(NotImplementedError):
+            model.item_vectors()
+        return
+    items = model.item_vectors()
+    assert items.dtype == np.float32 and items.shape[0] == N_ITEMS
+    for hist in (known, new):
+        q = model.query_vectors(hist)
+        assert q.dtype == np.float32 and q.shape == (len(hist), items.shape[1])
+        np.testing.assert_allclose(q @ items.T, model.score(hist), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["sasrec", "gru4rec"])
+def test_repeat_head_has_no_vectors(name, synthetic):
+    params = {**FAST[name], "repeat_head": True, "loss": "ce", "epochs": 1}
+    model = registry.create(name, **params).fit(synthetic)
+    with pytest.raises(NotImplementedError):
+        model.query_vectors(new_listener([3, 4]))
+    with pytest.raises(NotImplementedError):
+        model.item_vectors()
+    assert model.score(new_listener([3, 4])).shape == (1, N_ITEMS)
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_explain_points_into_history(name, fitted):
     history = np.array([3, 4, 5, 41])

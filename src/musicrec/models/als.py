@@ -27,23 +27,28 @@ class ALSConfig:
     random_state: int = 0           # seed of the initial factors
 
 
-def fold_in(confidence: sp.csr_matrix, item_factors: np.ndarray, regularization: float) -> np.ndarray:
+def fold_in(confidence: sp.csr_matrix, item_factors: np.ndarray, regularization: float,
+            gram: np.ndarray | None = None) -> np.ndarray:
     """User factors for new rows of ``confidence`` (B, I) given item factors Y (I, D) -> (B, D).
 
     Solves ``(Y^T C_u Y + reg I) x = Y^T C_u p_u`` per row, where ``C_u`` is 1 for unplayed
     items and the confidence for played ones and ``p_u`` marks played items; written as
     ``Y^T Y + sum_i (c_i - 1) y_i y_i^T`` so the cost is per played item, as in ``implicit``.
+    ``gram`` is ``Y^T Y`` (D, D) float64 when the caller keeps it (it costs I * D^2 to make).
     """
-    y = item_factors.astype(np.float64)
-    base = y.T @ y + regularization * np.eye(y.shape[1])
-    out = np.zeros((confidence.shape[0], y.shape[1]), dtype=np.float32)
+    if gram is None:
+        y = item_factors.astype(np.float64)
+        gram = y.T @ y
+    d = item_factors.shape[1]
+    base = gram + regularization * np.eye(d)
+    out = np.zeros((confidence.shape[0], d), dtype=np.float32)
     c = confidence.tocsr()
     for r in range(c.shape[0]):
         idx = c.indices[c.indptr[r]:c.indptr[r + 1]]
         if len(idx) == 0:
             continue
         conf = c.data[c.indptr[r]:c.indptr[r + 1]].astype(np.float64)
-        yh = y[idx]
+        yh = item_factors[idx].astype(np.float64)
         # as implicit: a negative confidence means "disliked" (preference 0, weight |c|)
         a = base + (yh * (np.abs(conf) - 1.0)[:, None]).T @ yh
         out[r] = np.linalg.solve(a, yh.T @ np.maximum(conf, 0.0))
@@ -124,12 +129,31 @@ class ALS(Recommender):
         new = np.flatnonzero(~known)
         if len(new):
             conf = weight(histories.matrix[new], self.weighting, reference=self.train_.matrix) * float(self.alpha)
-            out[new] = fold_in(conf, self.item_factors_, float(self.regularization))
+            out[new] = fold_in(conf, self.item_factors_, float(self.regularization), gram=self._gram())
         return out
+
+    def _gram(self) -> np.ndarray:
+        """``Y^T Y`` (D, D) float64, kept while the item factors stay the same array: serving
+        folds in one listener per request, and recomputing it would cost I * D^2 each time."""
+        cached = getattr(self, "_gram_cache", None)
+        if cached is None or cached[0] is not self.item_factors_:
+            y = self.item_factors_.astype(np.float64)
+            cached = (self.item_factors_, y.T @ y)
+            self._gram_cache = cached
+        return cached[1]
+
+    def query_vectors(self, histories: Histories) -> np.ndarray:
+        """User factors (B, D); see ``user_vectors``."""
+        return self.user_vectors(histories)
+
+    def item_vectors(self) -> np.ndarray:
+        """Item factors (I, D): the model's own array (not a copy), so read only."""
+        self._check_fitted()
+        return self.item_factors_
 
     def score(self, histories: Histories) -> np.ndarray:
         """Dot products of user and item factors, shape (B, I)."""
-        return self.user_vectors(histories) @ self.item_factors_.T
+        return self.query_vectors(histories) @ self.item_vectors().T
 
     def item_similarity(self, items: np.ndarray) -> np.ndarray:
         """Cosine of item factors, shape (B, I)."""

@@ -142,6 +142,20 @@ class Recommender:
         """Similarity of each item in ``items`` (B,) to every item, shape (B, I)."""
         raise NotImplementedError(f"{self.name} has no item-item similarity")
 
+    # Dot-product models expose both sides of their score, so serving can retrieve the top
+    # items from an index (exact or approximate) instead of scoring the whole catalogue.
+    def query_vectors(self, histories: Histories) -> np.ndarray:
+        """Query vectors (B, D) float32 with ``score(histories) == query_vectors(histories) @ item_vectors().T``.
+
+        Item biases are folded in: the query then ends in a constant 1 and the item vectors in
+        the bias. Raises NotImplementedError for models that do not score by a dot product.
+        """
+        raise NotImplementedError(f"{self.name} does not score by a dot product")
+
+    def item_vectors(self) -> np.ndarray:
+        """Item vectors (I, D) float32, the other side of ``query_vectors``."""
+        raise NotImplementedError(f"{self.name} does not score by a dot product")
+
     # ------------------------------------------------------------ using
     def _check_fitted(self) -> None:
         if not hasattr(self, "train_"):

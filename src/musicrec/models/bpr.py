@@ -102,9 +102,19 @@ class BPR(Recommender):
             out[new] = fold_in(histories.matrix[new], self.item_factors_)
         return out
 
+    def query_vectors(self, histories: Histories) -> np.ndarray:
+        """``[x_u, 1]`` (B, D + 1): user factors and a constant 1 that picks up the item bias."""
+        x = self.user_vectors(histories)
+        return np.hstack([x, np.ones((len(x), 1), dtype=np.float32)])
+
+    def item_vectors(self) -> np.ndarray:
+        """``[y_i, b_i]`` (I, D + 1): item factors and bias."""
+        self._check_fitted()
+        return np.hstack([self.item_factors_, self.item_bias_[:, None]]).astype(np.float32, copy=False)
+
     def score(self, histories: Histories) -> np.ndarray:
         """``x_u . y_i + b_i``, shape (B, I)."""
-        return self.user_vectors(histories) @ self.item_factors_.T + self.item_bias_[None, :]
+        return self.query_vectors(histories) @ self.item_vectors().T
 
     def item_similarity(self, items: np.ndarray) -> np.ndarray:
         """Cosine of item factors (bias left out), shape (B, I)."""

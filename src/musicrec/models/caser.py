@@ -214,18 +214,18 @@ class Caser(SequenceRecommender):
         return -F.logsigmoid(pos_s - neg_s).mean()
 
     # ------------------------------------------------------------ scoring
-    def score(self, histories: Histories, batch_size: int = 1024) -> np.ndarray:
-        """Scores (B, I) of the next item after each history's last ``max_len`` plays."""
-        self._check_fitted()
+    def _queries(self, histories: Histories, batch_size: int):
+        """``[hidden, 1]`` (b, D' + 1) of each history's last window; the 1 picks up the item bias."""
         x = torch.from_numpy(left_pad(histories.sequences, self.max_len))
         users = np.asarray(histories.users, dtype=np.int64)
         users = torch.from_numpy(np.where(users < self.train_.n_users, users, -1))
-        out = np.empty((len(x), self.train_.n_items), dtype=np.float32)
-        with torch.inference_mode():
-            for lo in range(0, len(x), batch_size):
-                h = self.net_(x[lo:lo + batch_size].to(self.device_), users[lo:lo + batch_size].to(self.device_))
-                out[lo:lo + batch_size] = self.net_.logits(h).float().cpu().numpy()
-        return out
+        for lo in range(0, len(x), batch_size):
+            h = self.net_(x[lo:lo + batch_size].to(self.device_), users[lo:lo + batch_size].to(self.device_))
+            yield lo, torch.cat([h, h.new_ones(len(h), 1)], dim=1), None
+
+    def _items(self) -> torch.Tensor:
+        """``[W_i, b_i]`` (I, D' + 1): output embeddings and bias."""
+        return torch.cat([self.net_.item_embeddings(), self.net_.out_bias[:, None]], dim=1)
 
     def item_similarity(self, items: np.ndarray) -> np.ndarray:
         """How strongly items lead to each other, (B, I): the mean of cos(h_i, W_j) and cos(h_j, W_i).

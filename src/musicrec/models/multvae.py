@@ -64,9 +64,23 @@ class MultVAENet(nn.Module):
         """(I, H) rows of the decoder's output layer, one per item."""
         return self.decoder[-1].weight
 
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, I) rows -> mu, logvar (B, Z) each."""
+        mu, logvar = self.encoder(self.drop(F.normalize(x, dim=1))).split(self.latent, dim=1)
+        return mu, logvar
+
+    def queries(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, I) rows -> (B, H + 1): the decoder's last hidden layer at the posterior mean, then a
+        constant 1, so that ``queries(x) @ item_vectors().T`` are the logits."""
+        h = self.decoder[:-1](self.encode(x)[0])
+        return torch.cat([h, h.new_ones(len(h), 1)], dim=1)
+
+    def item_vectors(self) -> torch.Tensor:
+        """(I, H + 1): the decoder's output weights, then its bias."""
+        return torch.cat([self.decoder[-1].weight, self.decoder[-1].bias[:, None]], dim=1)
+
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        h = self.drop(F.normalize(x, dim=1))
-        mu, logvar = self.encoder(h).split(self.latent, dim=1)
+        mu, logvar = self.encode(x)
         # reparameterisation trick while training; the posterior mean when scoring
         z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar) if self.training else mu
         return self.decoder(z), mu, logvar
@@ -178,16 +192,16 @@ class MultVAE(NeuralRecommender):
         return multvae_loss(logits, x, mu, logvar, beta)
 
     # ------------------------------------------------------------ scoring
-    def score(self, histories: Histories, batch_size: int = 1024) -> np.ndarray:
-        """Logits (B, I) of the decoder at each history's posterior mean."""
-        self._check_fitted()
+    def _queries(self, histories: Histories, batch_size: int):
+        """Decoder queries (b, H + 1) at each history's posterior mean (the logits' other side)."""
         rows = weight(histories.matrix, self.weighting, reference=self.train_.matrix).tocsr()
-        out = np.empty((rows.shape[0], self.train_.n_items), dtype=np.float32)
-        with torch.inference_mode():
-            for lo in range(0, rows.shape[0], batch_size):
-                x = torch.from_numpy(rows[lo:lo + batch_size].toarray()).to(self.device_)
-                out[lo:lo + batch_size] = self.net_(x)[0].float().cpu().numpy()
-        return out
+        for lo in range(0, rows.shape[0], batch_size):
+            x = torch.from_numpy(rows[lo:lo + batch_size].toarray()).to(self.device_)
+            yield lo, self.net_.queries(x), None
+
+    def _items(self) -> torch.Tensor:
+        """``[W_i, b_i]`` (I, H + 1): the decoder's output layer."""
+        return self.net_.item_vectors()
 
     def item_similarity(self, items: np.ndarray) -> np.ndarray:
         """Cosine of the decoder's output weight rows, (B, I)."""

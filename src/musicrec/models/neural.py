@@ -13,6 +13,11 @@ Sequence networks follow one protocol:
 * ``item_embeddings()`` -> (I, D) output embeddings of items 0..I-1;
 * optionally ``score_all(hidden (N, D), seq (N, L)) -> (N, I)`` logits when scoring needs the
   session itself (e.g. a repeat/copy head); default ``hidden @ item_embeddings().T``.
+
+Every estimator scores through ``_queries`` (query vectors per batch of histories) and
+``_items`` (item vectors): ``score = query @ items.T`` unless the network has a ``score_all``
+head, so the vectors that serving puts in an index (``query_vectors``/``item_vectors``) are
+the ones that score.
 """
 
 from __future__ import annotations
@@ -133,6 +138,54 @@ class NeuralRecommender(Recommender):
     def _loss(self, net, batch: dict):
         raise NotImplementedError
 
+    def _queries(self, histories: Histories, batch_size: int):
+        """Yield ``(first row, query (b, D) tensor, context)`` per batch of ``histories``, on the
+        model's device; ``context`` is what a ``score_all`` head reads (the padded sessions)."""
+        raise NotImplementedError
+
+    def _items(self):
+        """Item vectors (I, D) tensor, on the model's device."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------ scoring
+    def score(self, histories: Histories, batch_size: int = 1024) -> np.ndarray:
+        """Scores (B, I): ``query @ items.T``, or the network's ``score_all`` head when it has one."""
+        import torch
+
+        self._check_fitted()
+        out = np.empty((len(histories), self.train_.n_items), dtype=np.float32)
+        score_all = getattr(self.net_, "score_all", None)
+        with torch.inference_mode():
+            items = self._items()
+            for lo, q, context in self._queries(histories, batch_size):
+                logits = q @ items.T if score_all is None else score_all(q, context)
+                out[lo:lo + len(q)] = logits.float().cpu().numpy()
+        return out
+
+    def _check_dot_product(self) -> None:
+        self._check_fitted()
+        if hasattr(self.net_, "score_all"):
+            raise NotImplementedError(f"{self.name}: the repeat head does not score by a dot product")
+
+    def query_vectors(self, histories: Histories, batch_size: int = 1024) -> np.ndarray:
+        """Query vectors (B, D) float32: ``score(histories) == query_vectors(histories) @ item_vectors().T``."""
+        import torch
+
+        self._check_dot_product()
+        with torch.inference_mode():
+            out = np.empty((len(histories), self._items().shape[1]), dtype=np.float32)
+            for lo, q, _ in self._queries(histories, batch_size):
+                out[lo:lo + len(q)] = q.float().cpu().numpy()
+        return out
+
+    def item_vectors(self) -> np.ndarray:
+        """Item vectors (I, D) float32 (a copy: the network's weights stay untouched)."""
+        import torch
+
+        self._check_dot_product()
+        with torch.inference_mode():
+            return np.array(self._items().float().cpu().numpy(), dtype=np.float32, copy=True)
+
     # ------------------------------------------------------------ persistence
     def _state(self) -> dict[str, np.ndarray]:
         state = {f"net.{k}": v.detach().cpu().numpy() for k, v in self.net_.state_dict().items()}
@@ -215,23 +268,17 @@ class SequenceRecommender(NeuralRecommender):
         return -F.logsigmoid(pos_s - neg_s).mean()
 
     # ------------------------------------------------------------ scoring
-    def score(self, histories: Histories, batch_size: int = 1024) -> np.ndarray:
-        """Scores (B, I) of the next item after each history's last ``max_len`` plays."""
+    def _queries(self, histories: Histories, batch_size: int):
+        """The hidden state after each history's last ``max_len`` plays, per batch."""
         import torch
 
-        self._check_fitted()
-        seqs = [np.asarray(s, dtype=np.int64)[-self.max_len:] for s in histories.sequences]
-        x = torch.from_numpy(left_pad(seqs, self.max_len))
-        out = np.empty((len(seqs), self.train_.n_items), dtype=np.float32)
-        net = self.net_
-        with torch.inference_mode():
-            emb = net.item_embeddings()
-            for lo in range(0, len(seqs), batch_size):
-                xb = x[lo:lo + batch_size].to(self.device_)
-                h = net(xb)[:, -1, :]
-                logits = net.score_all(h, xb) if hasattr(net, "score_all") else h @ emb.T
-                out[lo:lo + batch_size] = logits.float().cpu().numpy()
-        return out
+        x = torch.from_numpy(left_pad(histories.sequences, self.max_len))
+        for lo in range(0, len(x), batch_size):
+            xb = x[lo:lo + batch_size].to(self.device_)
+            yield lo, self.net_(xb)[:, -1, :], xb
+
+    def _items(self):
+        return self.net_.item_embeddings()
 
     def item_similarity(self, items: np.ndarray) -> np.ndarray:
         """Cosine of output item embeddings, (B, I)."""

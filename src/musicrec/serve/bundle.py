@@ -4,6 +4,7 @@ Layout written by ``ModelBundle.save`` (and ``musicrec train``)::
 
     config.json state.npz interactions.npz   # the model (``Recommender.save``)
     items.parquet   # schema.SPLIT_ITEMS of the training catalogue: names, original ids
+    item_tags.parquet  # schema.SPLIT_ITEM_TAGS of those items (for item cards and reasons)
     users.parquet   # schema.SPLIT_USERS: original user ids
     bundle.json     # split path, protocol, item level, fit seconds
 """
@@ -38,10 +39,23 @@ def _write_parquet(df: pl.DataFrame, path: str) -> None:
     os.replace(tmp, path)
 
 
-class ModelBundle:
-    """A fitted model plus its item names and user ids."""
+def _split_item_tags(meta: dict) -> pl.DataFrame:
+    """The item tags of the split named in ``meta["split"]`` (empty when it is gone)."""
+    path = os.path.join(str(meta.get("split") or ""), "item_tags.parquet")
+    if meta.get("split") and os.path.isfile(path):
+        return pl.read_parquet(path)
+    return schema.empty(schema.SPLIT_ITEM_TAGS)
 
-    def __init__(self, model: Recommender, items: pl.DataFrame, users: pl.DataFrame, meta: dict | None = None):
+
+class ModelBundle:
+    """A fitted model plus its item names, item tags and user ids.
+
+    ``item_tags`` (``schema.SPLIT_ITEM_TAGS``) defaults to the tags of the split in
+    ``meta["split"]``, so a bundle saved by ``musicrec train`` carries them.
+    """
+
+    def __init__(self, model: Recommender, items: pl.DataFrame, users: pl.DataFrame, meta: dict | None = None,
+                 item_tags: pl.DataFrame | None = None):
         self.model = model
         self.meta = meta or {}
         train = model.train_
@@ -59,12 +73,16 @@ class ModelBundle:
         popularity = np.diff(train.matrix.tocsc().indptr)
         self.names = NameIndex(names, self.items["source_id"].to_list(), popularity)
         self._user_by_source = {s: i for i, s in enumerate(self.users["source_id"].to_list()) if s is not None}
+        self._user_sorted: tuple[np.ndarray, np.ndarray] | None = None   # (order, sorted store ids)
+        tags = _split_item_tags(self.meta) if item_tags is None else item_tags
+        self.item_tags = schema.conform(tags, schema.SPLIT_ITEM_TAGS).join(ids, on="item_id", how="semi")
 
     # ------------------------------------------------------------ persistence
     def save(self, path: str) -> None:
         self.model.save(path)
         _write_parquet(self.items.select(list(schema.SPLIT_ITEMS)), os.path.join(path, "items.parquet"))
         _write_parquet(self.users.select(list(schema.SPLIT_USERS)), os.path.join(path, "users.parquet"))
+        _write_parquet(self.item_tags, os.path.join(path, "item_tags.parquet"))
         atomic_write_json(os.path.join(path, "bundle.json"), self.meta)
 
     @classmethod
@@ -80,17 +98,26 @@ class ModelBundle:
         if os.path.isfile(os.path.join(path, "bundle.json")):
             with open(os.path.join(path, "bundle.json"), encoding="utf-8") as fh:
                 meta = json.load(fh)
-        return cls(model, read("items.parquet", schema.SPLIT_ITEMS), read("users.parquet", schema.SPLIT_USERS), meta)
+        # an older folder without item_tags.parquet falls back to the split's tags
+        tags_path = os.path.join(path, "item_tags.parquet")
+        tags = pl.read_parquet(tags_path) if os.path.isfile(tags_path) else None
+        return cls(model, read("items.parquet", schema.SPLIT_ITEMS), read("users.parquet", schema.SPLIT_USERS), meta,
+                   item_tags=tags)
 
     # ------------------------------------------------------------ resolving
     def user_index(self, user: str) -> int:
         """Training index of a user given by original id (e.g. "2") or store id."""
         if user in self._user_by_source:
             return self._user_by_source[user]
-        if user.lstrip("-").isdigit():
-            idx = int(self.model.train_.users.index([int(user)])[0])
-            if idx >= 0:
-                return idx
+        if user.lstrip("-").isdigit() and abs(int(user)) < 2**63:
+            if self._user_sorted is None:     # sorted once: IdMap.index sorts on every call
+                ids = self.model.train_.users.ids
+                order = np.argsort(ids, kind="stable")
+                self._user_sorted = (order, ids[order])
+            order, sorted_ids = self._user_sorted
+            pos = int(np.searchsorted(sorted_ids, int(user)))
+            if pos < len(sorted_ids) and sorted_ids[pos] == int(user):
+                return int(order[pos])
         raise MusicrecError(f"unknown user {user!r}: not in this model's training data")
 
     def item_index(self, name: str) -> int:

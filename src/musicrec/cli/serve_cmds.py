@@ -1,0 +1,94 @@
+"""``musicrec serve``: the HTTP API and the web page for one model folder (uvicorn)."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+from typing import Optional
+
+import typer
+
+from musicrec import MusicrecError
+
+ANN_MODES = ("auto", "exact", "hnsw", "ivf")
+OPTIONS_ENV = "MUSICREC_SERVE_OPTIONS"
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` only accepts connections from this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:      # a host name: it may resolve to any interface
+        return False
+
+
+def read_api_key(path: str) -> str:
+    """The key in file ``path`` (surrounding whitespace dropped); MusicrecError when empty or unreadable."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            key = fh.read().strip()
+    except OSError as exc:
+        raise MusicrecError(f"cannot read the API key file {path}: {exc.strerror}") from None
+    if not key or any(ch.isspace() for ch in key):
+        raise MusicrecError(f"{path}: the API key must be one non-empty word")
+    return key
+
+
+def app_from_env():
+    """App factory for uvicorn's worker processes: create_app's options from $MUSICREC_SERVE_OPTIONS."""
+    from musicrec.serve.app import create_app
+
+    options = json.loads(os.environ[OPTIONS_ENV])
+    key_file = options.pop("api_key_file", None)
+    return create_app(api_key=read_api_key(key_file) if key_file else None, **options)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def serve(
+        model_dir: str = typer.Argument(..., help="model folder from `musicrec train`"),
+        host: str = typer.Option("127.0.0.1", "--host", help="address to bind"),
+        port: int = typer.Option(8000, "--port"),
+        api_key_file: Optional[str] = typer.Option(None, "--api-key-file",
+                                                   help="file holding the API key clients must send"),
+        store: Optional[str] = typer.Option(None, "--store", help="store for posted plays (default: the split's)"),
+        ann: str = typer.Option("auto", "--ann", help="retrieval index: auto (exact up to 100k items), exact, hnsw, ivf"),
+        workers: int = typer.Option(1, "--workers", help="processes; posted plays show at once only in the "
+                                                         "process that received them (keep 1 for live sessions)"),
+        watch: float = typer.Option(0.0, "--watch", help="reload when MODEL_DIR changes, checked every N seconds (0 = off)"),
+        max_body_bytes: int = typer.Option(1_000_000, "--max-body-bytes", help="larger request bodies get 413"),
+        graceful_timeout: float = typer.Option(10.0, "--graceful-timeout",
+                                               help="seconds to finish in-flight requests on shutdown"),
+        insecure_no_auth: bool = typer.Option(False, "--insecure-no-auth",
+                                              help="allow a non-loopback --host without an API key"),
+    ):
+        """Serve a model over HTTP: recommendations, similar items, search, new plays; web page at /."""
+        if ann not in ANN_MODES:
+            raise MusicrecError(f"--ann must be one of {', '.join(ANN_MODES)}, got {ann!r}")
+        if workers < 1 or not 0 < port < 65536 or max_body_bytes < 1 or watch < 0:
+            raise MusicrecError("--workers and --max-body-bytes must be >= 1, --port in 1..65535, --watch >= 0")
+        key = read_api_key(api_key_file) if api_key_file else None
+        if key is None and not is_loopback(host) and not insecure_no_auth:
+            raise MusicrecError(f"refusing to serve on {host} without an API key: give --api-key-file FILE "
+                                f"(or --insecure-no-auth to serve openly)")
+        import uvicorn
+
+        options = dict(model_dir=os.path.abspath(model_dir), store_url=store, ann=ann,
+                       max_body_bytes=max_body_bytes, watch_s=watch or None)
+        common = dict(host=host, port=port, timeout_graceful_shutdown=graceful_timeout, log_level="info")
+        if workers == 1:
+            from musicrec.serve.app import create_app
+
+            # built before binding, so a bad folder is a one-line error, not a crashed worker
+            uvicorn.run(create_app(api_key=key, **options), **common)
+            return
+        from musicrec.models.base import read_config
+
+        read_config(model_dir)
+        # the key stays in its file: only the path travels to the workers
+        os.environ[OPTIONS_ENV] = json.dumps({**options, "api_key_file": os.path.abspath(api_key_file)
+                                              if api_key_file else None})
+        uvicorn.run("musicrec.cli.serve_cmds:app_from_env", factory=True, workers=workers, **common)

@@ -1,0 +1,431 @@
+"""The HTTP API (FastAPI) over a ``Service``, plus the web page at ``/``.
+
+Endpoints (JSON; item cards as in ``musicrec.serve.service``)::
+
+    GET  /health                                  model, version, catalogue size (no key needed)
+    GET  /metrics                                 Prometheus text
+    GET  /v1/users/{user_id}/recommendations      ?k=10&exclude_seen=true&max_per_artist=&diversity=
+    POST /v1/recommendations                      {"recent_plays", "seed_artists", "k", ...}
+    GET  /v1/items/{item_id}/similar              ?k=10
+    GET  /v1/search                               ?q=&limit=10
+    POST /v1/users/{user_id}/events               {"plays": [{"item_id", "timestamp", "ms_played"}]}
+    POST /admin/reload                            {"model_dir": optional}: hot-swap the model
+
+Every error is ``{"error": {"code": int, "message": str}}`` without internals. With an API key,
+every path but ``/health``, the web page and the API docs needs ``Authorization: Bearer KEY`` or
+``X-API-Key: KEY``. Requests are answered in a thread pool; each reads ``holder.service`` once,
+and a reload replaces that reference only after the new Service is fully built, so a request
+never sees a half-loaded model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import hmac
+import json
+import logging
+import os
+import threading
+from typing import Annotated
+
+from fastapi import APIRouter, Body, FastAPI, Path, Query, Security
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.security import APIKeyHeader, HTTPBearer
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from musicrec import MusicrecError, __version__
+from musicrec.serve.metrics import CONTENT_TYPE_LATEST, Metrics, MetricsMiddleware
+from musicrec.serve.service import NoStore, NotFound, Service
+
+log = logging.getLogger("musicrec.serve")
+
+MAX_K = 1000
+MAX_LIST = 1000                     # ids in one request body
+WEB_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "web")
+# reachable without the key: liveness, the web page (it asks for the key itself), the API docs
+PUBLIC_PATHS = frozenset({"/health", "/", "/docs", "/docs/oauth2-redirect", "/openapi.json", "/favicon.ico"})
+PUBLIC_PREFIXES = ("/static/",)
+
+Id = Annotated[str, StringConstraints(min_length=1, max_length=300)] | int
+
+
+# ---------------------------------------------------------------- request and response bodies
+class ItemCard(BaseModel):
+    item_id: int = Field(description="store id of the artist or track")
+    source_id: str | None = Field(description="the id in the dataset it came from")
+    name: str
+    artist: str | None
+    tags: list[str] = Field(description="up to 5 tags, heaviest first")
+    score: float
+    reason: str = Field(description='e.g. "similar to Muse you played", "popular among listeners of rock"')
+
+
+class SearchHit(BaseModel):
+    item_id: int
+    source_id: str | None
+    name: str
+    artist: str | None
+    tags: list[str]
+
+
+class Recommendations(BaseModel):
+    model: str
+    version: str
+    user_id: str | None = None
+    items: list[ItemCard]
+
+
+class SimilarItems(BaseModel):
+    model: str
+    version: str
+    item: ItemCard = Field(description="the item asked about (score 1, no reason)")
+    items: list[ItemCard]
+
+
+class SearchResults(BaseModel):
+    query: str
+    items: list[SearchHit]
+
+
+class SessionRequest(BaseModel):
+    """An anonymous listener or a live session; ids are store ids, source ids or names."""
+
+    model_config = ConfigDict(extra="forbid")
+    recent_plays: list[Id] = Field(default_factory=list, max_length=MAX_LIST, description="this session, oldest first")
+    seed_artists: list[Id] = Field(default_factory=list, max_length=MAX_LIST, description="artists the listener likes")
+    k: int = Field(10, ge=1, le=MAX_K)
+    exclude_seen: bool = True
+    max_per_artist: int | None = Field(None, ge=1)
+    diversity: float | None = Field(None, ge=0, le=1, description="MMR weight of diversity (0 = relevance only)")
+
+
+class Play(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    item_id: Id
+    timestamp: dt.datetime | None = Field(None, description="ISO 8601 or Unix seconds; default now")
+    ms_played: int | None = Field(None, ge=0)
+
+
+class EventsRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    plays: list[Play] = Field(min_length=1, max_length=MAX_LIST)
+
+
+class EventsResult(BaseModel):
+    user_id: str
+    accepted: int
+    stored: int = Field(description="plays new to the store (resent timed plays are not stored twice)")
+    duplicates: int
+    history_length: int
+
+
+class ReloadRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    model_dir: str | None = Field(None, description="another model folder; default the current one")
+
+
+class Health(BaseModel):
+    status: str
+    model: str
+    version: str
+    model_dir: str | None
+    item_level: str
+    n_items: int
+    n_users: int
+    retrieval: str
+    store: str | None
+    loaded_at: str
+
+
+# ---------------------------------------------------------------- the model holder
+class ServiceHolder:
+    """The Service being served. ``reload`` builds the new one completely, then swaps the reference."""
+
+    def __init__(self, model_dir: str, store_url: str | None = None, ann: str = "auto"):
+        self.store_url = store_url
+        self.ann = ann
+        self._lock = threading.Lock()
+        self.service = Service.load(model_dir, store_url=store_url, ann=ann)
+
+    def reload(self, model_dir: str | None = None) -> Service:
+        with self._lock:        # one reload at a time; requests keep using the old service meanwhile
+            old = self.service
+            new = Service.load(model_dir or old.model_dir, store_url=self.store_url, ann=self.ann,
+                               overlay=old.events)
+            self.service = new
+        log.info("serving %s (%s, version %s)", new.model_dir, new.model.name, new.version)
+        return new
+
+    def stamp(self) -> tuple:
+        """Modification times of the served folder's config.json and bundle.json (written last)."""
+        d = self.service.model_dir
+        return tuple(os.stat(os.path.join(d, f)).st_mtime_ns if os.path.exists(os.path.join(d, f)) else 0
+                     for f in ("config.json", "bundle.json"))
+
+
+# ---------------------------------------------------------------- errors and middleware
+def _error_body(code: int, message: str) -> dict:
+    return {"error": {"code": code, "message": message}}
+
+
+async def _send_error(send, code: int, message: str, headers=()) -> None:
+    body = json.dumps(_error_body(code, message)).encode()
+    await send({"type": "http.response.start", "status": code,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                            *headers]})
+    await send({"type": "http.response.body", "body": body})
+
+
+class _BodyTooLarge(StarletteHTTPException):
+    pass
+
+
+class BodyLimitMiddleware:
+    """413 for a request body over ``max_bytes``: by its Content-Length, or counted as it streams
+    (a chunked body has no length)."""
+
+    def __init__(self, app, max_bytes: int):
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        message = f"request body larger than {self.max_bytes} bytes"
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_bytes:
+            return await _send_error(send, 413, message)
+        received = 0
+        started = False
+
+        async def counting_receive():
+            nonlocal received
+            msg = await receive()
+            if msg["type"] == "http.request":
+                received += len(msg.get("body", b""))
+                if received > self.max_bytes:
+                    # FastAPI re-raises HTTPExceptions met while reading the body: the handler answers
+                    raise _BodyTooLarge(413, message)
+            return msg
+
+        async def tracking_send(msg):
+            nonlocal started
+            started = started or msg["type"] == "http.response.start"
+            await send(msg)
+
+        try:
+            await self.app(scope, counting_receive, tracking_send)
+        except _BodyTooLarge:
+            if started:
+                raise
+            await _send_error(send, 413, message)
+
+
+class ApiKeyMiddleware:
+    """401 unless the request carries the key (``Authorization: Bearer KEY`` or ``X-API-Key: KEY``),
+    compared in constant time; ``PUBLIC_PATHS`` need none."""
+
+    def __init__(self, app, api_key: str):
+        self.app = app
+        self.key = api_key.encode()
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["path"] in PUBLIC_PATHS or scope["path"].startswith(PUBLIC_PREFIXES):
+            return await self.app(scope, receive, send)
+        given = []
+        for name, value in scope["headers"]:
+            if name == b"x-api-key":
+                given.append(value.strip())
+            elif name == b"authorization" and value[:7].lower() == b"bearer ":
+                given.append(value[7:].strip())
+        # compare against every offered key, so timing does not tell which header was checked
+        ok = [hmac.compare_digest(g, self.key) for g in given]
+        if any(ok):
+            return await self.app(scope, receive, send)
+        reason = "invalid API key" if given else "missing API key: send Authorization: Bearer KEY or X-API-Key: KEY"
+        await _send_error(send, 401, reason, headers=[(b"www-authenticate", b"Bearer")])
+
+
+def _validation_message(exc: RequestValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:3]:
+        loc = ".".join(str(p) for p in err.get("loc", ()))
+        parts.append(f"{loc}: {err.get('msg', 'invalid')}" if loc else str(err.get("msg", "invalid")))
+    more = len(exc.errors()) - len(parts)
+    return "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request, exc: StarletteHTTPException):
+        message = exc.detail if isinstance(exc.detail, str) else "request failed"
+        if exc.status_code == 404 and message == "Not Found":
+            message = f"no such path: {request.url.path}"
+        return JSONResponse(_error_body(exc.status_code, message), status_code=exc.status_code,
+                            headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request, exc: RequestValidationError):
+        return JSONResponse(_error_body(422, _validation_message(exc)), status_code=422)
+
+    @app.exception_handler(MusicrecError)
+    async def user_error(request, exc: MusicrecError):
+        code = 404 if isinstance(exc, NotFound) else 503 if isinstance(exc, NoStore) else 422
+        return JSONResponse(_error_body(code, str(exc)), status_code=code)
+
+    @app.exception_handler(Exception)
+    async def crash(request, exc: Exception):
+        # the traceback goes to the server log only; the client learns nothing about internals
+        log.error("error answering %s %s", request.method, request.url.path, exc_info=exc)
+        return JSONResponse(_error_body(500, "internal server error"), status_code=500)
+
+
+# ---------------------------------------------------------------- the app
+def create_app(model_dir: str, api_key: str | None = None, store_url: str | None = None,
+               max_body_bytes: int = 1_000_000, ann: str = "auto", watch_s: float | None = None) -> FastAPI:
+    """The FastAPI app serving the model folder ``model_dir``.
+
+    Parameters
+    ----------
+    api_key : str, optional
+        Required on every non-public path when given.
+    store_url : str, optional
+        Store that posted plays go to (default: the store of the model's split).
+    max_body_bytes : int
+        Larger request bodies get 413.
+    ann : {"auto", "exact", "hnsw", "ivf"}
+        Retrieval index for dot-product models.
+    watch_s : float, optional
+        Poll the model folder every ``watch_s`` seconds and reload when it changes.
+    """
+    holder = ServiceHolder(model_dir, store_url=store_url, ann=ann)
+    metrics = Metrics()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        task = asyncio.create_task(_watch(holder, metrics, watch_s)) if watch_s else None
+        yield
+        if task is not None:
+            task.cancel()
+
+    app = FastAPI(title="musicrec", version=__version__, lifespan=lifespan, redoc_url=None,
+                  description="Music recommendations for listeners, sessions and new listeners, with reasons.")
+    app.state.holder = holder
+    app.state.metrics = metrics
+    _install_error_handlers(app)
+    # the documented auth schemes (the middleware enforces them, before any body is read)
+    documented = [Security(HTTPBearer(auto_error=False)), Security(APIKeyHeader(name="X-API-Key", auto_error=False))]
+    api = APIRouter(dependencies=documented if api_key else [])
+
+    @app.get("/health", response_model=Health, tags=["service"])
+    def health():
+        """Liveness and the model being served."""
+        return holder.service.health()
+
+    @api.get("/metrics", tags=["service"], response_class=Response)
+    def prometheus_metrics():
+        """Prometheus text: requests by route and status, latency histograms, model info."""
+        return Response(metrics.render(holder.service), media_type=CONTENT_TYPE_LATEST)
+
+    @api.get("/v1/users/{user_id}/recommendations", response_model=Recommendations, tags=["recommend"])
+    def user_recommendations(
+        user_id: Annotated[str, Path(max_length=300)],
+        k: Annotated[int, Query(ge=1, le=MAX_K)] = 10,
+        exclude_seen: bool = True,
+        max_per_artist: Annotated[int | None, Query(ge=1)] = None,
+        diversity: Annotated[float | None, Query(ge=0, le=1)] = None,
+    ):
+        """Top k for a listener (their own id or store id), including plays posted since training."""
+        svc = holder.service
+        items = svc.recommend_user(user_id, k=k, exclude_seen=exclude_seen, max_per_artist=max_per_artist,
+                                   diversity=diversity)
+        return {"model": svc.model.name, "version": svc.version, "user_id": user_id, "items": items}
+
+    @api.post("/v1/recommendations", response_model=Recommendations, tags=["recommend"])
+    def session_recommendations(body: SessionRequest):
+        """The next items for an anonymous listener or a live session (no body fields: popular items)."""
+        svc = holder.service
+        items = svc.recommend_session(body.recent_plays, body.seed_artists, k=body.k, exclude_seen=body.exclude_seen,
+                                      max_per_artist=body.max_per_artist, diversity=body.diversity)
+        return {"model": svc.model.name, "version": svc.version, "items": items}
+
+    @api.get("/v1/items/{item_id:path}/similar", response_model=SimilarItems, tags=["recommend"])
+    def similar_items(item_id: Annotated[str, Path(max_length=300)], k: Annotated[int, Query(ge=1, le=MAX_K)] = 10):
+        """Items most similar to one (store id, source id or name)."""
+        svc = holder.service
+        item, items = svc.similar(item_id, k=k)
+        return {"model": svc.model.name, "version": svc.version, "item": item, "items": items}
+
+    @api.get("/v1/search", response_model=SearchResults, tags=["recommend"])
+    def search(q: Annotated[str, Query(min_length=1, max_length=200)],
+               limit: Annotated[int, Query(ge=1, le=100)] = 10):
+        """Artists (or tracks) by name: "beatles" finds "The Beatles", "bjork" finds "Björk"."""
+        return {"query": q, "items": holder.service.search(q, limit=limit)}
+
+    @api.post("/v1/users/{user_id}/events", response_model=EventsResult, tags=["events"])
+    def post_events(user_id: Annotated[str, Path(max_length=300)], body: EventsRequest):
+        """Append plays: stored in the store and reflected in the next recommendations at once."""
+        plays = [p.model_dump() for p in body.plays]
+        return holder.service.append_events(user_id, plays)
+
+    @api.post("/admin/reload", response_model=Health, tags=["service"])
+    def reload(body: Annotated[ReloadRequest | None, Body()] = None):
+        """Load the model folder again (or another one) and swap it in once fully loaded."""
+        try:
+            svc = holder.reload(body.model_dir if body else None)
+        except MusicrecError:
+            metrics.reloads.labels("failed").inc()
+            raise
+        except Exception as exc:   # a damaged folder: keep serving the old model
+            metrics.reloads.labels("failed").inc()
+            log.error("reload failed", exc_info=exc)
+            raise MusicrecError(f"could not load the model folder ({type(exc).__name__}); "
+                                f"still serving the previous model") from None
+        metrics.reloads.labels("ok").inc()
+        return svc.health()
+
+    app.include_router(api)
+    _mount_web(app)
+    # outermost last: metrics see every answer, auth runs before the body is read
+    app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes)
+    if api_key:
+        app.add_middleware(ApiKeyMiddleware, api_key=api_key)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    return app
+
+
+def _mount_web(app: FastAPI) -> None:
+    index = os.path.join(WEB_DIR, "index.html")
+    if os.path.isfile(index):
+        @app.get("/", include_in_schema=False)
+        def web_page():
+            return FileResponse(index)
+
+    if os.path.isdir(WEB_DIR):
+        from fastapi.staticfiles import StaticFiles
+
+        app.mount("/static", StaticFiles(directory=WEB_DIR), name="static")
+
+
+async def _watch(holder: ServiceHolder, metrics: Metrics, every_s: float) -> None:
+    """Reload when the model folder's config.json or bundle.json changes (checked every ``every_s``)."""
+    last = holder.stamp()
+    while True:
+        await asyncio.sleep(every_s)
+        try:
+            stamp = holder.stamp()
+            if stamp == last:
+                continue
+            await asyncio.sleep(every_s)        # let a writer finish the folder
+            last = holder.stamp()
+            await run_in_threadpool(holder.reload)
+            metrics.reloads.labels("ok").inc()
+        except Exception as exc:   # keep serving the old model; try again on the next change
+            metrics.reloads.labels("failed").inc()
+            log.error("automatic reload failed", exc_info=exc)
+

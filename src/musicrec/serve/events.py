@@ -1,0 +1,148 @@
+"""New plays posted to the service: kept in memory for at-once recommendations, and persisted.
+
+``EventOverlay`` holds each listener's plays since the model's data was cut, in store item ids,
+so it survives a hot reload onto another model of the same store. ``StoreWriter`` appends the
+plays to the canonical store through ``Store.append_plays`` (the idempotent ingest path), one
+writer at a time: a thread lock, plus a file lock beside a local store so several server
+processes do not overwrite each other's tables.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import polars as pl
+
+from musicrec import MusicrecError
+
+#: reader name recorded on plays posted to the API
+SOURCE = "api"
+
+
+@dataclass
+class _Plays:
+    items: list = field(default_factory=list)        # store item ids, in listening order
+    arrived: list = field(default_factory=list)      # time.time() when each play was posted
+    seen: set = field(default_factory=set)           # (item id, timestamp in µs): drops resent plays
+
+
+class EventOverlay:
+    """Plays posted per listener, in arrival order (thread-safe).
+
+    A listener key is ``("user", store user id)`` for a listener in the model's training data
+    and ``("new", their id as given)`` otherwise.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._by_user: dict[tuple, _Plays] = {}
+
+    def add(self, user: tuple, items: np.ndarray, timestamps_us: np.ndarray) -> int:
+        """Record plays (store item ids (N,), UTC µs (N,)); returns how many were new."""
+        now = time.time()
+        added = 0
+        with self._lock:
+            plays = self._by_user.setdefault(user, _Plays())
+            for item, ts in zip(items.tolist(), timestamps_us.tolist()):
+                if (item, ts) in plays.seen:
+                    continue
+                plays.seen.add((item, ts))
+                plays.items.append(item)
+                plays.arrived.append(now)
+                added += 1
+        return added
+
+    def items(self, user: tuple, since: float = 0.0) -> np.ndarray:
+        """Store item ids (N,) int64 the listener played, oldest first, posted after ``since``
+        (Unix seconds: plays posted before the model's data was cut are already in it)."""
+        with self._lock:
+            plays = self._by_user.get(user)
+            if plays is None:
+                return np.zeros(0, dtype=np.int64)
+            items = [i for i, t in zip(plays.items, plays.arrived) if t > since]
+        return np.asarray(items, dtype=np.int64)
+
+    def __contains__(self, user: tuple) -> bool:
+        with self._lock:
+            return user in self._by_user
+
+
+_THREAD_LOCKS: dict[str, threading.Lock] = {}
+_THREAD_LOCKS_GUARD = threading.Lock()
+
+
+class StoreWriter:
+    """Appends plays to the store at ``url``, serialized across threads and local processes."""
+
+    def __init__(self, url: str):
+        from musicrec.store import Store
+
+        self.store = Store(url)
+        self.url = url
+        with _THREAD_LOCKS_GUARD:
+            self._lock = _THREAD_LOCKS.setdefault(self.store.url, threading.Lock())
+
+    @contextlib.contextmanager
+    def _exclusive(self):
+        with self._lock:
+            if not self.store.local:
+                yield
+                return
+            import fcntl
+
+            os.makedirs(self.store.root, exist_ok=True)
+            with open(os.path.join(self.store.root, ".append.lock"), "a") as fh:
+                fcntl.flock(fh, fcntl.LOCK_EX)
+                try:
+                    yield
+                finally:
+                    fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def append(self, plays: pl.DataFrame):
+        """``Store.append_plays(plays, source="api")`` under the lock; returns the IngestReport."""
+        with self._exclusive():
+            return self.store.append_plays(plays, source=SOURCE)
+
+
+def split_store_url(split_dir: str | None) -> str | None:
+    """The store a split was made from (its meta.json ``store``), or None when unknown or gone.
+
+    A relative store path is tried from the working directory, then from the split's parent
+    folder (where ``musicrec split`` usually ran).
+    """
+    meta_path = os.path.join(split_dir or "", "meta.json")
+    if not split_dir or not os.path.isfile(meta_path):
+        return None
+    with open(meta_path, encoding="utf-8") as fh:
+        url = json.load(fh).get("store")
+    if not url:
+        return None
+    if "://" in url:
+        return url
+    for base in (os.getcwd(), os.path.dirname(os.path.abspath(split_dir))):
+        path = os.path.join(base, url)
+        if os.path.isfile(os.path.join(path, "manifest.json")):
+            return os.path.abspath(path)
+    return None
+
+
+def data_cut_time(split_dir: str | None) -> float:
+    """When the split's training data was written (Unix seconds; 0 when unknown): plays posted
+    before it may already be in the model."""
+    path = os.path.join(split_dir or "", "train.parquet")
+    return os.path.getmtime(path) if split_dir and os.path.isfile(path) else 0.0
+
+
+def check_store(url: str) -> str:
+    """``url`` if a store exists there, else MusicrecError."""
+    from musicrec.store import Store
+
+    if not Store(url).exists():
+        raise MusicrecError(f"{url}: no musicrec store here; create one with `musicrec ingest`")
+    return url

@@ -1,0 +1,456 @@
+"""What the HTTP API answers, as plain dicts: recommendations, similar items, search, new plays.
+
+A ``Service`` wraps one ``ModelBundle``. It resolves the ids people send (a listener's own id
+or store id; an item's store id, source id or a forgiving name), builds the history to score
+(training history + plays posted since, or a live session), retrieves candidates (a vector
+index for dot-product models, else the model's full scores), applies the business rules
+(exclude seen, cap per artist, MMR diversity) and returns *item cards*::
+
+    {"item_id": int (store id), "source_id": str | None, "name": str, "artist": str | None,
+     "tags": [str, ... up to 5], "score": float, "reason": str}
+
+A Service never changes after it is built (only its event overlay grows), so the app swaps a
+whole new one in on reload.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import os
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+import scipy.sparse as sp
+
+from musicrec import MusicrecError
+from musicrec.features.interactions import Histories
+from musicrec.models.base import Recommender, topk
+from musicrec.serve.bundle import ModelBundle
+from musicrec.serve.events import EventOverlay, StoreWriter, check_store, data_cut_time, split_store_url
+from musicrec.serve.names import normalise
+
+N_TAGS = 5             # tags on an item card
+SEED_TRACKS = 3        # track-level models: a seed artist stands for their most played tracks
+MAX_CANDIDATE_MARGIN = 200
+
+
+class NotFound(MusicrecError):
+    """An unknown listener or item (HTTP 404)."""
+
+
+class NoStore(MusicrecError):
+    """Plays cannot be persisted: no store is known for this model (HTTP 503)."""
+
+
+@dataclass
+class _Query:
+    """One history to recommend for, in item indices (most recent last)."""
+
+    histories: Histories      # one row
+    history: np.ndarray       # (H,) ordered item indices
+    liked: frozenset          # indices the listener picked as seeds ("you like")
+    session: bool             # recent plays given: sequence models continue them
+
+
+def model_version(model_dir: str) -> str:
+    """A short fingerprint of a model folder: its config and the size/time of its state."""
+    h = hashlib.sha256()
+    for name in ("config.json", "bundle.json"):
+        path = os.path.join(model_dir, name)
+        if os.path.isfile(path):
+            with open(path, "rb") as fh:
+                h.update(fh.read())
+    state = os.path.join(model_dir, "state.npz")
+    if os.path.isfile(state):
+        st = os.stat(state)
+        h.update(f"{st.st_size}:{st.st_mtime_ns}".encode())
+    return h.hexdigest()[:12]
+
+
+class Service:
+    """Recommendations from one model folder. See the module docstring for the card format.
+
+    Parameters
+    ----------
+    bundle : ModelBundle
+    model_dir : str, optional
+        Where the bundle came from (reported by ``health``).
+    store_url : str, optional
+        Store that posted plays go to; default the store of the model's split.
+    ann : {"auto", "exact", "hnsw", "ivf"}
+        Retrieval index for dot-product models (``serve.retrieval.make_retriever``).
+    overlay : EventOverlay, optional
+        Plays posted so far (kept across reloads).
+    """
+
+    def __init__(self, bundle: ModelBundle, model_dir: str | None = None, store_url: str | None = None,
+                 ann: str = "auto", overlay: EventOverlay | None = None):
+        self.bundle = bundle
+        self.model: Recommender = bundle.model
+        self.model_dir = os.path.abspath(model_dir) if model_dir else None
+        train = self.model.train_
+        self.train = train
+        self.n_items = train.n_items
+        self.item_level = bundle.item_level
+        self.item_ids = np.asarray(train.items.ids, dtype=np.int64)
+        self._id_order = np.argsort(self.item_ids, kind="stable")
+        self._sorted_ids = self.item_ids[self._id_order]
+        self.names = bundle.items["name"].to_list()
+        self.source_ids = bundle.items["source_id"].to_list()
+        self.artists = self.names if self.item_level == "artist" else bundle.items["artist_name"].to_list()
+        self.artist_of = _artist_codes(self.artists)
+        self.popularity = np.diff(train.matrix.tocsc().indptr).astype(np.int64)
+        self.tags = _top_tags(bundle.item_tags, self.index_of_ids)
+        self.has_similarity = type(self.model).item_similarity is not Recommender.item_similarity
+        self.retriever, self.item_vectors = self._build_retriever(ann)
+        self.events = overlay if overlay is not None else EventOverlay()
+        split = bundle.meta.get("split")
+        self.data_cut = data_cut_time(split)
+        url = check_store(store_url) if store_url else split_store_url(split)
+        self.writer = StoreWriter(url) if url else None
+        self.version = model_version(self.model_dir) if self.model_dir else ""
+        self.loaded_at = time.time()
+        self._search_index: pl.DataFrame | None = None     # built on first use (see _search_frame)
+        self._norm_artists: np.ndarray | None = None
+        self._search_lock = threading.Lock()
+
+    @classmethod
+    def load(cls, model_dir: str, store_url: str | None = None, ann: str = "auto",
+             overlay: EventOverlay | None = None) -> "Service":
+        """A Service over the model folder ``model_dir`` (see the class parameters)."""
+        return cls(ModelBundle.load(model_dir), model_dir, store_url=store_url, ann=ann, overlay=overlay)
+
+    def _build_retriever(self, ann: str):
+        from musicrec.serve.retrieval import MODES, has_vectors, make_retriever
+
+        if ann not in MODES:
+            raise MusicrecError(f"unknown retrieval mode {ann!r}; choose one of: {', '.join(MODES)}")
+        if not has_vectors(self.model):
+            return None, None
+        vectors = np.ascontiguousarray(self.model.item_vectors(), dtype=np.float32)
+        return make_retriever(vectors, mode=ann), vectors
+
+    def health(self) -> dict:
+        return {"status": "ok", "model": self.model.name, "version": self.version, "model_dir": self.model_dir,
+                "item_level": self.item_level, "n_items": self.n_items, "n_users": self.train.n_users,
+                "retrieval": self.retriever.kind if self.retriever is not None else "scores",
+                "store": self.writer.url if self.writer else None,
+                "loaded_at": dt.datetime.fromtimestamp(self.loaded_at, dt.timezone.utc).isoformat(timespec="seconds")}
+
+    # ------------------------------------------------------------ resolving ids
+    def index_of_ids(self, ids) -> np.ndarray:
+        """Model indices of store item ids (N,) -> (N,) int64, -1 when not in the catalogue."""
+        ids = np.asarray(ids, dtype=np.int64)
+        if self.n_items == 0:
+            return np.full(ids.shape, -1, dtype=np.int64)
+        pos = np.clip(np.searchsorted(self._sorted_ids, ids), 0, self.n_items - 1)
+        return np.where(self._sorted_ids[pos] == ids, self._id_order[pos], -1).astype(np.int64)
+
+    def resolve_item(self, item) -> int:
+        """Index of an item given by store id, source id or (forgiving) name; NotFound otherwise."""
+        text = str(item).strip()
+        if text.lstrip("-").isdigit() and abs(int(text)) < 2**63:
+            idx = int(self.index_of_ids([int(text)])[0])
+            if idx >= 0:
+                return idx
+        idx = self.bundle.names.find(text)
+        if idx is None:
+            hint = self.bundle.names.suggest(text)
+            raise NotFound(f"unknown {self._kind()} {text!r}" + (f"; did you mean: {', '.join(hint)}?" if hint else ""))
+        return idx
+
+    def resolve_seed(self, seed) -> list[int]:
+        """Indices a seed artist stands for: the item itself (artist level, or a track id/name), or
+        at track level an artist's ``SEED_TRACKS`` most played tracks."""
+        if self.item_level == "track":
+            key = normalise(str(seed))
+            by_artist = np.flatnonzero(self._normalised_artists() == key) if key else np.zeros(0, np.int64)
+            if len(by_artist):
+                return by_artist[np.argsort(-self.popularity[by_artist], kind="stable")][:SEED_TRACKS].tolist()
+        return [self.resolve_item(seed)]
+
+    def _kind(self) -> str:
+        return "artist" if self.item_level == "artist" else "track"
+
+    def _user(self, user_id: str) -> tuple[int, tuple]:
+        """(training index or -1, overlay key) of a listener."""
+        try:
+            u = self.bundle.user_index(str(user_id))
+        except MusicrecError:
+            return -1, ("new", str(user_id))
+        return u, ("user", int(self.train.users.ids[u]))
+
+    # ------------------------------------------------------------ recommending
+    def recommend_user(self, user_id: str, k: int = 10, exclude_seen: bool = True,
+                       max_per_artist: int | None = None, diversity: float | None = None) -> list[dict]:
+        """Top ``k`` cards for a listener: their training history plus plays posted since.
+
+        A listener not in the training data is known once they have posted plays; NotFound before.
+        """
+        u, key = self._user(user_id)
+        new = self.index_of_ids(self.events.items(key, since=self.data_cut))
+        new = new[new >= 0]
+        if u < 0 and not len(new):
+            raise NotFound(f"unknown user {user_id!r}: not in the model's training data and no plays posted")
+        if u >= 0 and not len(new):
+            hist = self.train.histories([u])                     # the learned user vector where there is one
+        else:
+            # known plays + new ones, scored as a new listener so ALS/BPR fold the user in
+            base = self.train.user_sequences[u] if u >= 0 else np.zeros(0, np.int64)
+            matrix = sp.csr_matrix((np.ones(len(new), np.float32), (np.zeros(len(new), np.int64), new)),
+                                   shape=(1, self.n_items))
+            if u >= 0:
+                matrix = matrix + self.train.matrix[u]
+            hist = Histories(sp.csr_matrix(matrix, dtype=np.float32), [np.concatenate([base, new])],
+                             np.array([-1], dtype=np.int64))
+        query = _Query(hist, np.asarray(hist.sequences[0], np.int64), frozenset(), session=len(new) > 0)
+        return self._recommend(query, k, exclude_seen, max_per_artist, diversity)
+
+    def recommend_session(self, recent_plays: list, seed_artists: list, k: int = 10, exclude_seen: bool = True,
+                          max_per_artist: int | None = None, diversity: float | None = None) -> list[dict]:
+        """Top ``k`` cards for an anonymous listener: artists they like and/or this session's plays
+        (oldest first). With neither, the most popular items."""
+        seeds = [i for s in seed_artists for i in self.resolve_seed(s)]
+        recent = [self.resolve_item(p) for p in recent_plays]
+        history = np.asarray(seeds + recent, dtype=np.int64)
+        if not len(history):
+            return self._popular(k, max_per_artist)
+        hist = Histories.from_sequences([history], self.n_items)
+        query = _Query(hist, history, frozenset(seeds), session=bool(recent))
+        return self._recommend(query, k, exclude_seen, max_per_artist, diversity)
+
+    def _recommend(self, q: _Query, k: int, exclude_seen: bool, max_per_artist, diversity) -> list[dict]:
+        _check_k(k)
+        seen = np.unique(q.history) if exclude_seen else np.zeros(0, np.int64)
+        rules = max_per_artist is not None or bool(diversity)
+        n = min(self.n_items, k + len(seen) + min(max(k, 50) * (4 if rules else 1), MAX_CANDIDATE_MARGIN + k))
+        if self.retriever is not None:
+            idx, scores = self.retriever.search(self.model.query_vectors(q.histories), n)
+        else:
+            all_scores = np.array(self.model.score(q.histories), dtype=np.float32, copy=True)
+            all_scores[:, seen] = -np.inf
+            idx, scores = topk(all_scores, n)
+        idx, scores = self._rerank(idx[0], scores[0], k, seen, max_per_artist, diversity)
+        return self._cards(idx, scores, self._reasons(idx, q))
+
+    def _rerank(self, idx, scores, k, seen, max_per_artist, diversity):
+        from musicrec.serve.rules import rerank
+
+        keep = np.isfinite(scores)
+        similarity = None
+        if diversity and self.item_vectors is None and self.has_similarity:
+            similarity = lambda rows: np.asarray(self.model.item_similarity(rows))[:, rows]  # noqa: E731
+        return rerank(idx[keep], scores[keep], k, exclude=seen if len(seen) else None,
+                      artist_of=self.artist_of if max_per_artist is not None else None,
+                      max_per_artist=max_per_artist,
+                      mmr_lambda=None if not diversity else 1.0 - float(diversity),
+                      item_vectors=self.item_vectors if diversity else None, similarity=similarity)
+
+    def _popular(self, k: int, max_per_artist) -> list[dict]:
+        _check_k(k)
+        order = np.argsort(-self.popularity, kind="stable")[: min(self.n_items, k + MAX_CANDIDATE_MARGIN)]
+        idx, scores = self._rerank(order, self.popularity[order].astype(np.float32), k, np.zeros(0, np.int64),
+                                   max_per_artist, None)
+        return self._cards(idx, scores, ["popular now"] * len(idx))
+
+    # ------------------------------------------------------------ similar items
+    def similar(self, item_id, k: int = 10) -> tuple[dict, list[dict]]:
+        """The matched item's card and its ``k`` most similar items' cards.
+
+        Models without an item similarity (popularity baselines) answer by co-listening: the
+        cosine of the items' listener sets.
+        """
+        _check_k(k)
+        i = self.resolve_item(item_id)
+        if self.has_similarity:
+            idx, scores = self.model.similar_items([i], k=k)
+            reason = f"similar to {self.names[i]}"
+        else:
+            sims = self._co_listening(i)
+            sims[i] = -np.inf
+            idx, scores = topk(sims[None], k)
+            reason = f"listeners of {self.names[i]} also play this"
+        keep = np.isfinite(scores[0])
+        idx, scores = idx[0][keep], scores[0][keep]
+        return self._card(i, 1.0, ""), self._cards(idx, scores, [reason] * len(idx))
+
+    def _co_listening(self, i: int) -> np.ndarray:
+        """Cosine of item ``i``'s listener set with every item's, (I,) float32."""
+        m = self.train.matrix
+        listeners = m[:, [i]].nonzero()[0]
+        co = np.asarray((m[listeners] > 0).sum(axis=0), dtype=np.float64).ravel()
+        denom = np.sqrt(max(len(listeners), 1) * np.maximum(self.popularity, 1))
+        return (co / denom).astype(np.float32)
+
+    # ------------------------------------------------------------ search
+    def search(self, q: str, limit: int = 10) -> list[dict]:
+        """Items whose name (or, for tracks, artist) matches ``q``: exact, then prefix, then
+        substring, then fuzzy matches; more popular first within each group."""
+        key = normalise(q)
+        if not key:
+            return []
+        index = self._search_frame()
+        rank = (pl.when(pl.col("name") == key).then(0)
+                .when(pl.col("name").str.starts_with(key)).then(1)
+                .when(pl.col("name").str.contains(key, literal=True)).then(2)
+                .when(pl.col("artist") == key).then(3)
+                .when(pl.col("artist").str.contains(key, literal=True)).then(4))
+        hits = (index.with_columns(rank=rank).filter(pl.col("rank").is_not_null())
+                .sort(["rank", "pop", "idx"], descending=[False, True, False]).head(limit)["idx"].to_list())
+        if len(hits) < limit:
+            fuzzy = self.bundle.names.find(q)
+            if fuzzy is not None and fuzzy not in hits:
+                hits.append(fuzzy)
+        return [{"item_id": int(self.item_ids[i]), "source_id": self.source_ids[i], "name": self.names[i],
+                 "artist": self.artists[i], "tags": self.tags.get(i, [])} for i in hits]
+
+    def _search_frame(self) -> pl.DataFrame:
+        # built on first use: normalising a million names takes seconds
+        with self._search_lock:
+            if self._search_index is None:
+                self._search_index = pl.DataFrame({
+                    "idx": np.arange(self.n_items), "name": [normalise(n) for n in self.names],
+                    "artist": self._normalised_artists().tolist(), "pop": self.popularity})
+            return self._search_index
+
+    def _normalised_artists(self) -> np.ndarray:
+        """``normalise``d artist name per item (I,) object ("" when unknown)."""
+        if self._norm_artists is None:
+            by_name = {a: normalise(a) for a in set(self.artists) if a}
+            self._norm_artists = np.array([by_name.get(a, "") for a in self.artists], dtype=object)
+        return self._norm_artists
+
+    # ------------------------------------------------------------ new plays
+    def append_events(self, user_id: str, plays: list[dict]) -> dict:
+        """Persist plays (``[{"item_id", "timestamp" (datetime or None = now), "ms_played"}]``) to
+        the store and apply them to the listener's next recommendations at once.
+
+        Returns ``{"user_id", "accepted", "stored", "duplicates", "history_length"}``.
+        """
+        if not plays:
+            raise MusicrecError("give at least one play")
+        if self.writer is None:
+            raise NoStore("no store to persist plays to: the model's split names none that exists here; "
+                          "start the server with --store URL")
+        idx = np.array([self.resolve_item(p["item_id"]) for p in plays], dtype=np.int64)
+        now = dt.datetime.now(dt.timezone.utc)
+        # plays without a time get now, a microsecond apart, so their order survives
+        stamps = [_utc(p.get("timestamp")) or now + dt.timedelta(microseconds=n) for n, p in enumerate(plays)]
+        u, key = self._user(user_id)
+        store_ids = self.item_ids[idx]
+        level_col = "artist_id" if self.item_level == "artist" else "track_id"
+        frame = pl.DataFrame({
+            "user_id": pl.Series([key[1] if u >= 0 else None] * len(plays), dtype=pl.Int64),
+            "user": [str(user_id)] * len(plays),
+            level_col: store_ids,
+            "timestamp": pl.Series(stamps, dtype=pl.Datetime("us", "UTC")),
+            "ms_played": pl.Series([p.get("ms_played") for p in plays], dtype=pl.Int64),
+        })
+        report = self.writer.append(frame)
+        ts_us = frame["timestamp"].dt.epoch("us").to_numpy()
+        self.events.add(key, store_ids, ts_us)
+        known = len(self.train.user_sequences[u]) if u >= 0 else 0
+        return {"user_id": str(user_id), "accepted": len(plays), "stored": report.plays_added,
+                "duplicates": report.plays_duplicate,
+                "history_length": known + len(self.events.items(key, since=self.data_cut))}
+
+    # ------------------------------------------------------------ cards and reasons
+    def _card(self, i: int, score: float, reason: str) -> dict:
+        return {"item_id": int(self.item_ids[i]), "source_id": self.source_ids[i], "name": self.names[i],
+                "artist": self.artists[i], "tags": self.tags.get(i, []), "score": float(score), "reason": reason}
+
+    def _cards(self, idx, scores, reasons) -> list[dict]:
+        return [self._card(int(i), s, r) for i, s, r in zip(idx, scores, reasons)]
+
+    def _reasons(self, idx: np.ndarray, q: _Query) -> list[str]:
+        """Why each item is recommended, in this order of preference: the session it continues
+        (sequence models), the history item it is most similar to, a tag the listener plays
+        most, else its popularity."""
+        history = np.unique(q.history)
+        played = set(history.tolist())
+        # a sequential model without item similarity (recently-played) ranks by recency, then
+        # popularity: only models that learned transitions "continue" a session
+        if self.model.sequential and q.session and self.has_similarity:
+            last = self.names[int(q.history[-1])]
+            return [f"continues this session after {last}" if int(i) not in played else "you played it before"
+                    for i in idx]
+        support = self._support(idx, history)
+        listener_tags = self._listener_tags(q.histories)
+        out = []
+        for r, i in enumerate(idx):
+            if int(i) in played:            # only when seen items are not excluded
+                out.append("you played it before")
+                continue
+            j, w = support[r] if support is not None else (-1, 0.0)
+            if w > 0:
+                out.append(f"similar to {self.names[j]} you {'like' if j in q.liked else 'played'}")
+                continue
+            tag = next((t for t in listener_tags if t in self.tags.get(int(i), ())), None)
+            out.append(f"popular among listeners of {tag}" if tag else "popular now")
+        return out
+
+    def _support(self, idx: np.ndarray, history: np.ndarray):
+        """Per recommended item, (history index, similarity) of its most similar history item."""
+        if not len(idx) or not len(history):
+            return None
+        if self.item_vectors is not None:       # cosine of the model's own vectors: cheap at any size
+            a = _unit(self.item_vectors[idx])
+            b = _unit(self.item_vectors[history])
+            sims = a @ b.T
+        elif self.has_similarity:
+            sims = np.asarray(self.model.item_similarity(idx))[:, history]
+        else:
+            return None
+        sims = np.where(history[None, :] == idx[:, None], -np.inf, sims)
+        best = np.argmax(sims, axis=1)
+        return [(int(history[b]), float(sims[r, b])) for r, b in enumerate(best)]
+
+    def _listener_tags(self, histories: Histories, n: int = 3) -> list[str]:
+        """The ``n`` tags most played by the listener (play-weighted over their items' tags)."""
+        row = histories.matrix[0]
+        totals: dict[str, float] = {}
+        for i, w in zip(row.indices, row.data):
+            for t in self.tags.get(int(i), ()):
+                totals[t] = totals.get(t, 0.0) + float(w)
+        return sorted(totals, key=lambda t: (-totals[t], t))[:n]
+
+
+# ---------------------------------------------------------------- helpers
+def _check_k(k: int) -> None:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise MusicrecError(f"k must be an integer >= 1, got {k!r}")
+
+
+def _utc(value) -> dt.datetime | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:            # a time without a zone is read as UTC
+        return value.replace(tzinfo=dt.timezone.utc)
+    return value.astimezone(dt.timezone.utc)
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def _artist_codes(artists: list) -> np.ndarray:
+    """An artist number per item (I,) int64; items without an artist name each get their own."""
+    codes: dict[str, int] = {}
+    out = np.empty(len(artists), dtype=np.int64)
+    for i, a in enumerate(artists):
+        out[i] = codes.setdefault(a, len(codes)) if a else -1 - i
+    return out
+
+
+def _top_tags(item_tags: pl.DataFrame, index_of_ids) -> dict[int, list[str]]:
+    """Item index -> its ``N_TAGS`` heaviest tags."""
+    if not item_tags.height:
+        return {}
+    top = (item_tags.sort(["item_id", "weight", "tag"], descending=[False, True, False])
+           .group_by("item_id", maintain_order=True).agg(pl.col("tag").head(N_TAGS)))
+    idx = index_of_ids(top["item_id"].to_numpy())
+    return {int(i): tags for i, tags in zip(idx, top["tag"].to_list()) if i >= 0}
