@@ -263,8 +263,14 @@ def main(argv=None) -> int:
                 rows.append(r)
         metric = "mrr@20" if split.evaluation == "session" else "ndcg@10"
         id_cols = ["session_id", "position"] if split.evaluation == "session" else ["user_id"]
+        if args.deep_trials:
+            budget = f"up to {args.deep_trials} Optuna trials of at most {args.max_epochs} epochs"
+            if args.tune_timeout:
+                budget += f" within {args.tune_timeout / 60:.0f} min of tuning each (the trials column says how many ran)"
+        else:
+            budget = "hand-tuned on validation"
         text = (f"### {proto} ({protocol}, {level} level; baselines {args.trials} Optuna trials, deep models "
-                f"{str(args.deep_trials) + ' Optuna trials' if args.deep_trials else 'hand-tuned on validation'})\n\n") + table(rows, split.evaluation)
+                f"{budget})\n\n") + table(rows, split.evaluation)
         text += "\n" + significance(rows, metric, id_cols)
         text += "\nParameters: " + "; ".join(f"{r['model']} {json.dumps(r['params'])}" for r in rows) + "\n"
         sections.append(text)

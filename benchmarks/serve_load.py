@@ -1,8 +1,8 @@
 """Load test of ``musicrec serve`` on loopback: throughput and latency percentiles under 50 clients.
 
-    python benchmarks/serve_load.py [--data ../shared/data] [--clients 50] [--seconds 20]
-                                    [--max-requests 20000] [--synthetic-items 1000000]
-                                    [--out benchmarks/results/serve_load.md]
+    python benchmarks/serve_load.py [--data ../shared/data] [--clients 50] [--seconds 20] [--rate 300,500]
+                                    [--max-requests 50000] [--synthetic-items 1000000]
+                                    [--server-args "--no-access-log"] [--out benchmarks/results/serve_load.md]
 
 Two catalogues:
   * HetRec 2011 Last.fm 2K: ingest, user-holdout split, ALS (the quickstart's best model);
@@ -10,9 +10,11 @@ Two catalogues:
     so popularity is skewed as in a real catalogue) in an ALS model folder; above the exact-search
     threshold the service retrieves with an ANN index.
 For each, the server runs as its own process (``musicrec serve``, one worker) and a load
-generator in this process keeps ``--clients`` concurrent keep-alive connections busy with
-user recommendations (``GET /v1/users/{id}/recommendations?k=10``) and, separately, session
-recommendations (``POST /v1/recommendations`` with 5 recent plays). Each phase is bounded by
+generator in this process drives ``--clients`` concurrent keep-alive connections with user
+recommendations (``GET /v1/users/{id}/recommendations?k=10``) and, separately, session
+recommendations (``POST /v1/recommendations`` with 5 recent plays): once as fast as the server
+answers (closed loop: maximum throughput) and at each ``--rate`` (requests/s) offered on a fixed
+schedule (open loop: the latency a listener sees at that load). Each phase is bounded by
 ``--seconds`` and ``--max-requests``. The client is a minimal asyncio HTTP/1.1 client so that it
 takes as little of the shared 2 cores as possible. Reported per phase: requests, errors
 (non-200 or failed connections), requests/s, p50/p95/p99 latency in ms.
@@ -81,21 +83,39 @@ class Conn:
         return status, await self.reader.readexactly(length)
 
 
-async def run_phase(port: int, clients: int, seconds: float, max_requests: int, make_request) -> dict:
-    """``clients`` workers send requests from ``make_request(rng) -> (method, path, body)``."""
+async def run_phase(port: int, clients: int, seconds: float, max_requests: int, make_request,
+                    rate: float = 0.0) -> dict:
+    """``clients`` workers send requests from ``make_request(rng) -> (method, path, body)``.
+
+    ``rate`` = 0: closed loop, each worker sends its next request as soon as the answer arrives
+    (the maximum throughput; latency then is mostly queueing). ``rate`` > 0: open loop, the workers
+    together send ``rate`` requests/s on a fixed schedule, and latency is counted from the time a
+    request was *due*, so a server that falls behind is charged for the wait (no coordinated
+    omission).
+    """
     latencies: list[float] = []
     errors = {"n": 0, "failed": 0, "examples": []}
     sent = 0
-    deadline = time.perf_counter() + seconds
+    start = time.perf_counter()
+    deadline = start + seconds
+    interval = clients / rate if rate > 0 else 0.0
 
     async def worker(w: int) -> None:
         nonlocal sent
         rng = random.Random(w)
         conn = Conn(port)
-        while time.perf_counter() < deadline and sent < max_requests:
+        due = start + w * (interval / clients)
+        while sent < max_requests:
+            if rate > 0:
+                delay = due - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            t0 = due if rate > 0 else time.perf_counter()
+            if t0 > deadline:
+                break
+            due += interval
             sent += 1
             method, path, body = make_request(rng)
-            t0 = time.perf_counter()
             try:
                 status, data = await conn.request(method, path, body)
             except (OSError, ConnectionError, asyncio.IncompleteReadError, ValueError) as exc:
@@ -113,13 +133,11 @@ async def run_phase(port: int, clients: int, seconds: float, max_requests: int, 
         if conn.writer is not None:
             conn.writer.close()
 
-    start = time.perf_counter()
     await asyncio.gather(*(worker(w) for w in range(clients)))
     wall = time.perf_counter() - start
     lat = np.array(latencies) * 1000
-    return {"requests": len(latencies) + errors["failed"],
-            "errors": errors["n"], "error_examples": errors["examples"][:5], "seconds": round(wall, 2),
-            "rps": len(latencies) / wall,
+    return {"requests": len(latencies) + errors["failed"], "errors": errors["n"],
+            "error_examples": errors["examples"][:5], "seconds": round(wall, 2), "rps": len(latencies) / wall,
             **{f"p{q}": float(np.percentile(lat, q)) if len(lat) else float("nan") for q in (50, 95, 99)}}
 
 
@@ -221,7 +239,8 @@ def synthetic_model(n_items: int, work: str, dim: int = 64, n_users: int = 20_00
 
 
 # ----------------------------------------------------------------------------- main
-def load_phases(port: int, users: list[str], items: list[str], args) -> dict:
+def load_phases(port: int, users: list[str], items: list[str], args) -> list[tuple[str, str, dict]]:
+    """(request kind, load, result) for user and session requests, closed loop and at ``--rate``."""
     def user_request(rng):
         return "GET", f"/v1/users/{rng.choice(users)}/recommendations?k=10", None
 
@@ -229,15 +248,16 @@ def load_phases(port: int, users: list[str], items: list[str], args) -> dict:
         body = json.dumps({"recent_plays": [rng.choice(items) for _ in range(5)], "k": 10}).encode()
         return "POST", "/v1/recommendations", body
 
-    out = {}
+    out = []
     for name, fn in (("user recommendations", user_request), ("session recommendations", session_request)):
-        asyncio.run(run_phase(port, 4, 2.0, 200, fn))            # warm-up
-        out[name] = asyncio.run(run_phase(port, args.clients, args.seconds, args.max_requests, fn))
-        r = out[name]
-        print(f"  {name}: {r['requests']} requests, {r['errors']} errors, {r['rps']:,.0f} req/s, "
-              f"p50 {r['p50']:.1f} ms, p95 {r['p95']:.1f} ms, p99 {r['p99']:.1f} ms", flush=True)
-        if r["error_examples"]:
-            print(f"    errors: {r['error_examples']}", flush=True)
+        asyncio.run(run_phase(port, 4, 2.0, 400, fn))            # warm-up
+        for load, rate in [("max (closed loop)", 0.0)] + [(f"{r:,.0f} req/s offered", r) for r in args.rates]:
+            r = asyncio.run(run_phase(port, args.clients, args.seconds, args.max_requests, fn, rate=rate))
+            out.append((name, load, r))
+            print(f"  {name}, {load}: {r['requests']} requests, {r['errors']} errors, {r['rps']:,.0f} req/s, "
+                  f"p50 {r['p50']:.1f} ms, p95 {r['p95']:.1f} ms, p99 {r['p99']:.1f} ms", flush=True)
+            if r["error_examples"]:
+                print(f"    errors: {r['error_examples']}", flush=True)
     return out
 
 
@@ -246,11 +266,13 @@ def main(argv=None) -> int:
     ap.add_argument("--data", default=os.path.join(HERE, "..", "..", "shared", "data"))
     ap.add_argument("--clients", type=int, default=50)
     ap.add_argument("--seconds", type=float, default=20.0)
-    ap.add_argument("--max-requests", type=int, default=20_000)
+    ap.add_argument("--max-requests", type=int, default=50_000)
+    ap.add_argument("--rate", default="300,500", help="offered loads of the open-loop phases (requests/s, comma-separated)")
     ap.add_argument("--synthetic-items", type=int, default=1_000_000, help="0 skips the synthetic catalogue")
     ap.add_argument("--server-args", default="", help="extra arguments for `musicrec serve`")
     ap.add_argument("--out", default=os.path.join(HERE, "results", "serve_load.md"))
     args = ap.parse_args(argv)
+    args.rates = [float(r) for r in args.rate.split(",") if r]
 
     work = tempfile.mkdtemp(prefix="musicrec-load-")
     cases = [("HetRec ALS", lambda: hetrec_model(args.data, work))]
@@ -267,18 +289,22 @@ def main(argv=None) -> int:
         proc = start_server(model_dir, port, args.server_args.split())
         print(f"{label}: server ready in {time.perf_counter() - t0:.0f} s", flush=True)
         try:
-            for phase, r in load_phases(port, users, items, args).items():
-                rows.append((label, phase, r))
+            for phase, load, r in load_phases(port, users, items, args):
+                rows.append((label, phase, load, r))
         finally:
             stop_server(proc)
-    lines = [f"Load test on {os.cpu_count()} cores (server: 1 `musicrec serve` process; client: {args.clients} "
+    lines = [f"Load test on {os.cpu_count()} cores (server: `{('musicrec serve MODEL ' + args.server_args).strip()}`; client: {args.clients} "
              f"concurrent keep-alive connections in a second process, {args.seconds:.0f} s or "
-             f"{args.max_requests:,} requests per phase); load average at the end {os.getloadavg()[0]:.2f}.\n",
-             "| catalogue | request | requests | errors | req/s | p50 ms | p95 ms | p99 ms |",
-             "|---|---|---:|---:|---:|---:|---:|---:|"]
-    for label, phase, r in rows:
-        lines.append(f"| {label} | {phase} | {r['requests']:,} | {r['errors']} | {r['rps']:,.0f} | {r['p50']:.1f} | "
-                     f"{r['p95']:.1f} | {r['p99']:.1f} |")
+             f"{args.max_requests:,} requests per phase). \"max\": each client sends its next request when the "
+             f"answer arrives (throughput; latency is then mostly queueing: {args.clients} requests always in "
+             f"flight). \"offered\": the clients send that many requests/s together on a fixed schedule, "
+             f"latency counted from when each request was due. Load average at the end "
+             f"{os.getloadavg()[0]:.2f}.\n",
+             "| catalogue | request | load | requests | errors | req/s | p50 ms | p95 ms | p99 ms |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|"]
+    for label, phase, load, r in rows:
+        lines.append(f"| {label} | {phase} | {load} | {r['requests']:,} | {r['errors']} | {r['rps']:,.0f} | "
+                     f"{r['p50']:.1f} | {r['p95']:.1f} | {r['p99']:.1f} |")
     text = "\n".join(lines) + "\n"
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w", encoding="utf-8") as fh:

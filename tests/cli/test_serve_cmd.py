@@ -3,7 +3,9 @@ refuses to listen on a public address without an API key."""
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -11,6 +13,7 @@ import sys
 import time
 
 import httpx
+import polars as pl
 import pytest
 
 pytestmark = pytest.mark.integration
@@ -96,3 +99,47 @@ def test_bad_model_folder_is_a_one_line_error(tmp_path):
     proc = _serve(str(tmp_path / "missing"), "--port", str(_free_port()))
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 2 and err.startswith("error:") and "Traceback" not in err
+
+
+def test_sigterm_lets_a_request_in_flight_finish(model_dir, tmp_path):
+    """A request whose body is still arriving when SIGTERM comes is answered, and its plays stored."""
+    from musicrec.store import Store
+
+    store = str(tmp_path / "store")
+    shutil.copytree(os.path.join(os.path.dirname(model_dir), "store"), store)
+    port = _free_port()
+    proc = _serve(model_dir, "--port", str(port), "--store", store)
+    try:
+        deadline = time.monotonic() + START_S
+        while True:
+            assert proc.poll() is None, proc.communicate()[1]
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "server did not start"
+            time.sleep(0.2)
+        plays = [{"item_id": "Madonna", "timestamp": 1_600_000_000 + 60 * i} for i in range(50)]
+        body = json.dumps({"plays": plays}).encode()
+        head = (f"POST /v1/users/2/events HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+            sock.sendall(head + body[:50])
+            time.sleep(0.5)                 # the server has the headers: the request is in flight
+            proc.send_signal(signal.SIGTERM)
+            time.sleep(0.5)
+            assert proc.poll() is None, "the server quit with a request in flight"
+            sock.sendall(body[50:])
+            answer = b""
+            while chunk := sock.recv(65536):
+                answer += chunk
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    status = answer.split(b"\r\n", 1)[0]
+    assert b" 200 " in status, answer[:500]
+    assert json.loads(answer.split(b"\r\n\r\n", 1)[1])["stored"] == 50
+    assert Store(store).table("plays").filter(pl.col("source") == "api").height == 50, err
+    assert proc.returncode in (0, -signal.SIGTERM) and "Traceback" not in err

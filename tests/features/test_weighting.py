@@ -42,3 +42,15 @@ def test_input_is_not_modified():
     before = COUNTS.toarray().copy()
     weight(COUNTS, "log1p")
     np.testing.assert_array_equal(COUNTS.toarray(), before)
+
+
+def test_bm25_reference_statistics_are_reused_only_for_the_same_matrix():
+    ref = sp.csr_matrix(COUNTS, dtype=np.float32, copy=True)
+    one = ref[1:2]
+    first = weight(one, "bm25", reference=ref).toarray()
+    np.testing.assert_allclose(weight(one, "bm25", reference=ref).toarray(), first)   # cached
+    # another training matrix (one user more, who played item 0) changes the IDF: no stale cache
+    bigger = sp.vstack([ref, sp.csr_matrix(np.eye(1, ref.shape[1], dtype=np.float32))]).tocsr()
+    other = weight(one, "bm25", reference=bigger).toarray()
+    assert not np.allclose(other, first)
+    np.testing.assert_allclose(other, weight(bigger, "bm25").toarray()[1:2], rtol=1e-5)

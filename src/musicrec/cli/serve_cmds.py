@@ -46,6 +46,27 @@ def app_from_env():
     return create_app(api_key=read_api_key(key_file) if key_file else None, **options)
 
 
+def limit_threads(n: int) -> None:
+    """Cap BLAS, torch and FAISS at ``n`` threads each (worker processes inherit the env vars)."""
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(n)
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(n)
+    try:
+        import torch
+
+        torch.set_num_threads(n)
+    except ImportError:  # pragma: no cover
+        pass
+    try:
+        import faiss
+
+        faiss.omp_set_num_threads(n)
+    except ImportError:  # pragma: no cover
+        pass
+
+
 def register(app: typer.Typer) -> None:
     @app.command()
     def serve(
@@ -64,21 +85,28 @@ def register(app: typer.Typer) -> None:
                                                help="seconds to finish in-flight requests on shutdown"),
         insecure_no_auth: bool = typer.Option(False, "--insecure-no-auth",
                                               help="allow a non-loopback --host without an API key"),
+        threads: int = typer.Option(1, "--threads", help="BLAS/torch/FAISS threads per request (requests already "
+                                                         "run in parallel; more threads oversubscribe the cores)"),
+        access_log: bool = typer.Option(True, "--access-log/--no-access-log", help="log every request"),
     ):
         """Serve a model over HTTP: recommendations, similar items, search, new plays; web page at /."""
         if ann not in ANN_MODES:
             raise MusicrecError(f"--ann must be one of {', '.join(ANN_MODES)}, got {ann!r}")
-        if workers < 1 or not 0 < port < 65536 or max_body_bytes < 1 or watch < 0:
-            raise MusicrecError("--workers and --max-body-bytes must be >= 1, --port in 1..65535, --watch >= 0")
+        if workers < 1 or threads < 1 or not 0 < port < 65536 or max_body_bytes < 1 or watch < 0:
+            raise MusicrecError("--workers, --threads and --max-body-bytes must be >= 1, --port in 1..65535, "
+                                "--watch >= 0")
         key = read_api_key(api_key_file) if api_key_file else None
         if key is None and not is_loopback(host) and not insecure_no_auth:
             raise MusicrecError(f"refusing to serve on {host} without an API key: give --api-key-file FILE "
                                 f"(or --insecure-no-auth to serve openly)")
         import uvicorn
 
+        limit_threads(threads)
+
         options = dict(model_dir=os.path.abspath(model_dir), store_url=store, ann=ann,
                        max_body_bytes=max_body_bytes, watch_s=watch or None)
-        common = dict(host=host, port=port, timeout_graceful_shutdown=graceful_timeout, log_level="info")
+        common = dict(host=host, port=port, timeout_graceful_shutdown=graceful_timeout, log_level="info",
+                      access_log=access_log)
         if workers == 1:
             from musicrec.serve.app import create_app
 

@@ -13,7 +13,9 @@ Endpoints (JSON; item cards as in ``musicrec.serve.service``)::
 
 Every error is ``{"error": {"code": int, "message": str}}`` without internals. With an API key,
 every path but ``/health``, the web page and the API docs needs ``Authorization: Bearer KEY`` or
-``X-API-Key: KEY``. Requests are answered in a thread pool; each reads ``holder.service`` once,
+``X-API-Key: KEY``. The read endpoints run on the event loop: they are short CPU work (about
+0.3-2 ms), and a hop to the thread pool made them 2.4x slower under load (benchmarks/serve_load.py);
+posting plays and reloading (store writes, index builds) run in the thread pool. Each request reads ``holder.service`` once,
 and a reload replaces that reference only after the new Service is fully built, so a request
 never sees a half-loaded model.
 """
@@ -333,7 +335,7 @@ def create_app(model_dir: str, api_key: str | None = None, store_url: str | None
         return Response(metrics.render(holder.service), media_type=CONTENT_TYPE_LATEST)
 
     @api.get("/v1/users/{user_id}/recommendations", response_model=Recommendations, tags=["recommend"])
-    def user_recommendations(
+    async def user_recommendations(
         user_id: Annotated[str, Path(max_length=300)],
         k: Annotated[int, Query(ge=1, le=MAX_K)] = 10,
         exclude_seen: bool = True,
@@ -347,7 +349,7 @@ def create_app(model_dir: str, api_key: str | None = None, store_url: str | None
         return {"model": svc.model.name, "version": svc.version, "user_id": user_id, "items": items}
 
     @api.post("/v1/recommendations", response_model=Recommendations, tags=["recommend"])
-    def session_recommendations(body: SessionRequest):
+    async def session_recommendations(body: SessionRequest):
         """The next items for an anonymous listener or a live session (no body fields: popular items)."""
         svc = holder.service
         items = svc.recommend_session(body.recent_plays, body.seed_artists, k=body.k, exclude_seen=body.exclude_seen,
@@ -355,14 +357,14 @@ def create_app(model_dir: str, api_key: str | None = None, store_url: str | None
         return {"model": svc.model.name, "version": svc.version, "items": items}
 
     @api.get("/v1/items/{item_id:path}/similar", response_model=SimilarItems, tags=["recommend"])
-    def similar_items(item_id: Annotated[str, Path(max_length=300)], k: Annotated[int, Query(ge=1, le=MAX_K)] = 10):
+    async def similar_items(item_id: Annotated[str, Path(max_length=300)], k: Annotated[int, Query(ge=1, le=MAX_K)] = 10):
         """Items most similar to one (store id, source id or name)."""
         svc = holder.service
         item, items = svc.similar(item_id, k=k)
         return {"model": svc.model.name, "version": svc.version, "item": item, "items": items}
 
     @api.get("/v1/search", response_model=SearchResults, tags=["recommend"])
-    def search(q: Annotated[str, Query(min_length=1, max_length=200)],
+    async def search(q: Annotated[str, Query(min_length=1, max_length=200)],
                limit: Annotated[int, Query(ge=1, le=100)] = 10):
         """Artists (or tracks) by name: "beatles" finds "The Beatles", "bjork" finds "Björk"."""
         return {"query": q, "items": holder.service.search(q, limit=limit)}
