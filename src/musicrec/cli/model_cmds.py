@@ -188,7 +188,8 @@ def register(app: typer.Typer) -> None:
         user: Optional[str] = typer.Option(None, "--user", help="listener's original id"),
         seed: Optional[list[str]] = typer.Option(None, "--seed", help="an artist/track name a new listener likes; repeatable"),
         k: int = typer.Option(10, "-k", "--k"),
-        include_seen: bool = typer.Option(False, "--include-seen", help="allow items the listener already played"),
+        include_seen: bool = typer.Option(False, "--include-seen",
+                                          help="allow items the listener already played (or the seeds themselves)"),
     ):
         """Recommend for a known listener (--user) or a new one (--seed ...), with reasons."""
         from musicrec.serve.bundle import ModelBundle
@@ -200,7 +201,7 @@ def register(app: typer.Typer) -> None:
             recs = bundle.recommend_user(user, k=k, exclude_seen=not include_seen)
             title = f"top {k} for listener {user} ({bundle.model.name})"
         else:
-            recs = bundle.recommend_seeds(seed, k=k)
+            recs = bundle.recommend_seeds(seed, k=k, exclude_seen=not include_seen)
             title = f"top {k} for a new listener who likes {', '.join(seed)} ({bundle.model.name})"
         _print_recs(_console(), recs, title)
 

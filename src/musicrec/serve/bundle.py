@@ -152,13 +152,17 @@ class ModelBundle:
         idx, scores = self.model.recommend(hist, k=k, exclude_seen=exclude_seen)
         return self._package(idx[0], scores[0], hist.sequences[0])
 
-    def recommend_seeds(self, seeds: list[str], k: int = 10) -> list[Recommendation]:
-        """Top ``k`` for a new listener (or a session) given artist/track names in listening order."""
+    def recommend_seeds(self, seeds: list[str], k: int = 10, exclude_seen: bool = True) -> list[Recommendation]:
+        """Top ``k`` for a new listener (or a session) given artist/track names in listening order.
+
+        ``exclude_seen=False`` lets the seeds themselves come back: a session may well continue
+        with an artist it already played.
+        """
         if not seeds:
             raise MusicrecError("give at least one seed")
         items = np.array([self.item_index(s) for s in seeds], dtype=np.int64)
         hist = Histories.from_sequences([items], self.model.train_.n_items)
-        idx, scores = self.model.recommend(hist, k=k, exclude_seen=True)
+        idx, scores = self.model.recommend(hist, k=k, exclude_seen=exclude_seen)
         return self._package(idx[0], scores[0], items)
 
     def similar(self, name: str, k: int = 10) -> tuple[str, list[Recommendation]]:
