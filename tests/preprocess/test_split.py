@@ -262,4 +262,5 @@ def test_make_split_session_gap_and_k_core(store):
 
 
 def test_protocol_registry_lists_all():
-    assert list(PROTOCOLS) == ["user-holdout", "leave-last-out", "temporal", "session-lastday"]
+    assert list(PROTOCOLS) == ["user-holdout", "leave-last-out", "temporal", "session-lastday", "item-coldstart",
+                               "user-coldstart"]

@@ -23,6 +23,7 @@ import polars as pl
 
 from musicrec import MusicrecError, schema
 from musicrec.preprocess.clean import dedupe, drop_short_plays, k_core, to_events
+from musicrec.preprocess.coldstart import item_coldstart, user_coldstart
 from musicrec.preprocess.sessionize import sessionize
 from musicrec.preprocess.splitset import Split
 
@@ -331,6 +332,8 @@ PROTOCOLS = {
     "leave-last-out": leave_last_out,
     "temporal": temporal,
     "session-lastday": session_lastday,
+    "item-coldstart": item_coldstart,
+    "user-coldstart": user_coldstart,
 }
 
 
