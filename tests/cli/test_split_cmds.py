@@ -68,6 +68,7 @@ def test_split_import(store, tmp_path, capsys):
     (["--protocol", "user-holdout", "--test-days", "2"], "--test-days do(es) not apply to protocol user-holdout"),
     ([], "--protocol is required"),
     (["--protocol", "temporal", "--train", "x.tsv"], "belong to `musicrec split import`"),
+    (["--protocol", "user-holdout", "--n-seeds", "3"], "--n-seeds do(es) not apply to protocol user-holdout"),
 ])
 def test_split_errors_are_one_line(store, tmp_path, capsys, argv, message):
     code, _, err = run(["split", store, "--out", str(tmp_path / "s"), *argv], capsys)
@@ -86,3 +87,17 @@ def test_split_import_errors(store, tmp_path, capsys):
     code, _, err = run(["split", "import", store, "--train", str(tmp_path / "bad.csv"), "--test",
                         str(tmp_path / "bad.csv"), "--out", str(tmp_path / "s")], capsys)
     assert code == 2 and "missing required column(s) user_id" in err
+
+
+def test_user_coldstart_seeds_from_the_cli(tmp_path, capsys, shared_data):
+    from musicrec.store import ingest_path
+
+    store = str(tmp_path / "store")
+    ingest_path("hetrec-lastfm-2k", os.path.join(shared_data, "hetrec2011-lastfm-2k"), store)
+    out = str(tmp_path / "cold")
+    code, _, err = run(["split", store, "--protocol", "user-coldstart", "--n-seeds", "5", "--out", out], capsys)
+    assert code == 0, err
+    with open(os.path.join(out, "meta.json")) as fh:
+        meta = json.load(fh)
+    seeds = pl.DataFrame(meta["seeds"])
+    assert seeds.height and seeds.group_by("user_id").len()["len"].unique().to_list() == [5]

@@ -62,13 +62,15 @@ def register(app: typer.Typer) -> None:
         store_arg: Optional[str] = typer.Argument(None, metavar="[STORE]", help="with `import`: the store"),
         out: str = typer.Option(..., "--out", help="split folder to write"),
         protocol: Optional[str] = typer.Option(
-            None, "--protocol", help="user-holdout | leave-last-out | temporal | session-lastday"),
+            None, "--protocol",
+            help="user-holdout | leave-last-out | temporal | session-lastday | item-coldstart | user-coldstart"),
         item: Optional[str] = typer.Option(None, "--item", help="artist | track (default: track when plays have tracks)"),
         seed: int = typer.Option(0, "--seed", help="random seed (user-holdout)"),
         test_frac: Optional[float] = typer.Option(None, "--test-frac", help="user-holdout / temporal test fraction"),
         valid_frac: Optional[float] = typer.Option(None, "--valid-frac", help="user-holdout / temporal validation fraction"),
         test_days: Optional[float] = typer.Option(None, "--test-days", help="session-lastday: days at the end of each slice"),
         last_n: Optional[int] = typer.Option(None, "--last-n", help="leave-last-out: distinct items held out per user"),
+        n_seeds: Optional[int] = typer.Option(None, "--n-seeds", help="user-coldstart: seed items each new listener gives"),
         no_valid: bool = typer.Option(False, "--no-valid", help="leave-last-out / session-lastday: no validation part"),
         min_ms: int = typer.Option(30_000, "--min-ms", help="drop plays shorter than this many milliseconds (0 = keep)"),
         session_gap: float = typer.Option(1800, "--session-gap", help="seconds of pause that start a new session"),
@@ -105,14 +107,15 @@ def register(app: typer.Typer) -> None:
             if any(f is not None for f in (train, test, valid)):
                 fail("--train/--test/--valid belong to `musicrec split import`")
             if protocol is None:
-                fail("--protocol is required: user-holdout, leave-last-out, temporal or session-lastday")
+                fail("--protocol is required: user-holdout, leave-last-out, temporal, session-lastday, "
+                     "item-coldstart or user-coldstart")
             from musicrec.preprocess.split import make_split
 
             given = dict(test_frac=test_frac, valid_frac=valid_frac, test_days=test_days, n=last_n,
-                         valid=False if no_valid else None)
+                         valid=False if no_valid else None, n_seeds=n_seeds)
             params = {k: v for k, v in given.items() if v is not None}
             flags = {"test_frac": "--test-frac", "valid_frac": "--valid-frac", "test_days": "--test-days",
-                     "n": "--last-n", "valid": "--no-valid"}
+                     "n": "--last-n", "valid": "--no-valid", "n_seeds": "--n-seeds"}
             from musicrec.preprocess.split import PROTOCOLS
 
             if protocol in PROTOCOLS:
