@@ -30,7 +30,8 @@ FAST = {"als": {"factors": 4, "regularization": 1.0}, "bpr": {"factors": 8, "ite
         "multvae": {"hidden_dims": 32, "latent_dim": 8, "epochs": 60, "batch_size": 16, "learning_rate": 0.005,
                     "weighting": "raw"},
         "gru4rec": {"hidden_size": 16, "max_len": 8, "epochs": 30, "learning_rate": 0.01, "batch_size": 32,
-                    "n_negatives": 20, "dropout_hidden": 0.1}}
+                    "n_negatives": 20, "dropout_hidden": 0.1},
+        "two-tower": {"embedding_dim": 16, "epochs": 60, "batch_size": 64, "learning_rate": 0.003, "n_negatives": 20}}
 INVALID = {
     "most-popular": {"by": "listeners"},
     "recently-played": {"decay": 0.0},
@@ -45,6 +46,7 @@ INVALID = {
     "caser": {"n_h": 0, "n_v": 0},
     "multvae": {"hidden_dims": [64, 0]},
     "gru4rec": {"constrained_embedding": False, "embedding_dim": -8},
+    "two-tower": {"id_dropout": 1.5},
 }
 
 
@@ -63,9 +65,16 @@ def test_registry_covers_every_model():
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_fit_returns_self(name, synthetic):
+def test_fit_returns_self_and_leaves_the_data_alone(name, synthetic):
+    counts = synthetic.matrix.data.copy()
     model = registry.create(name, **FAST.get(name, {}))
     assert model.fit(synthetic) is model
+    # the training data is shared (other models, evaluation): fitting must not rewrite it
+    np.testing.assert_array_equal(synthetic.matrix.data, counts)
+    hist = Histories.from_sequences([[20, 20, 21]], N_ITEMS)
+    seen = hist.matrix.data.copy()
+    model.score(hist)
+    np.testing.assert_array_equal(hist.matrix.data, seen)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -168,7 +177,7 @@ def test_similar_items_same_group(name, fitted):
 
 
 # dot-product models: score(h) == query_vectors(h) @ item_vectors().T (serving indexes these)
-VECTORS = {"als", "bpr", "multvae", "gru4rec", "sasrec", "nextitnet", "caser"}
+VECTORS = {"als", "bpr", "multvae", "gru4rec", "sasrec", "nextitnet", "caser", "two-tower"}
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -19,6 +19,7 @@ TINY = {
     "caser": {"embedding_dim": 16, "n_h": 4, "n_v": 2, "n_negatives": 32, "epochs": 1},
     "gru4rec": {"hidden_size": 16, "max_len": 10, "n_negatives": 32, "epochs": 1},
     "multvae": {"hidden_dims": 32, "latent_dim": 8, "epochs": 1},
+    "two-tower": {"embedding_dim": 16, "epochs": 1},
 }
 
 

@@ -11,6 +11,12 @@ Two protocols, chosen by ``Split.evaluation``:
   must rank ``items[t]``. Items already in the session are *not* excluded: listeners
   replay songs, and predicting a repeat is a valid answer.
 
+The cold-start splits (``preprocess.coldstart``) are user-protocol splits whose meta changes two
+things: ``meta["candidates"] == "cold"`` ranks only the evaluated part's cold items (every other
+column is set to ``-inf``; the model must have them in its catalogue, see ``train.fit``), and
+``meta["history"] == "seeds"`` takes each held-out user's history from their seed items
+(``users=-1``: new listeners), not from train; the seeds are excluded like training items.
+
 No sampled negatives anywhere: a metric computed against 100 random items says little
 about a ranking over 10^4-10^5 items (Krichene & Rendle, KDD 2020).
 """
@@ -127,8 +133,14 @@ def evaluate(model, split: Split, ks=(10, 20), train: Interactions | None = None
         vectors = beyond.tag_matrix(split.item_tags, train.items)
         diversity_source = "item_tags" if vectors is not None else None
 
+    candidates = _cold_candidates(split, train, on, label)
     start = time.perf_counter()
-    if split.evaluation == "user":
+    if split.evaluation == "user" and split.meta.get("history") == "seeds":
+        from musicrec.preprocess.coldstart import seed_frame
+
+        batches, n_batches, ids, info = _seed_batches(frame, train, seed_frame(split), batch_size, exclude_seen)
+        names = METRIC_NAMES
+    elif split.evaluation == "user":
         batches, n_batches, ids, info = _user_batches(frame, train, batch_size, exclude_seen)
         names = METRIC_NAMES
     elif split.evaluation == "session":
@@ -137,7 +149,7 @@ def evaluate(model, split: Split, ks=(10, 20), train: Interactions | None = None
     else:
         raise MusicrecError(f"unknown evaluation protocol {split.evaluation!r} in split meta; expected user or session")
 
-    scorer = _Scorer(model, label, train, ks, names, vectors, exclude_seen)
+    scorer = _Scorer(model, label, train, ks, names, vectors, exclude_seen, candidates)
     if progress:
         from rich.progress import track
 
@@ -151,6 +163,10 @@ def evaluate(model, split: Split, ks=(10, 20), train: Interactions | None = None
     info.update(protocol=split.evaluation, on=on, ks=ks, model=label, params=_plain(params),
                 n_items=train.n_items, n_train_users=train.n_users, diversity=diversity_source,
                 eval_s=round(time.perf_counter() - start, 3))
+    if candidates is not None:
+        info["n_candidates"] = int(candidates.sum())
+    if split.meta.get("protocol") in ("item-coldstart", "user-coldstart"):
+        info["split_protocol"] = split.meta["protocol"]
     if fit_s is not None:
         info["fit_s"] = round(float(fit_s), 3)
     return EvalResult(model=label, metrics=metrics, per_user=per_user, info=info)
@@ -160,9 +176,10 @@ def evaluate(model, split: Split, ks=(10, 20), train: Interactions | None = None
 class _Scorer:
     """Scores batches of histories, ranks the catalogue and accumulates per-row metrics."""
 
-    def __init__(self, model, label, train, ks, names, vectors, exclude_seen):
+    def __init__(self, model, label, train, ks, names, vectors, exclude_seen, candidates=None):
         self.model, self.label, self.ks, self.names = model, label, ks, names
         self.vectors, self.exclude_seen = vectors, exclude_seen
+        self.candidates = candidates  # bool (I,) of rankable items, or None for the whole catalogue
         self.n_items, self.n_users = train.n_items, train.n_users
         self.pop = beyond.item_popularity(train.matrix)
         self.shown = {k: np.zeros(self.n_items, dtype=bool) for k in ks}
@@ -180,6 +197,8 @@ class _Scorer:
         if self.exclude_seen:
             m = histories.matrix.tocsr()
             scores[np.repeat(np.arange(m.shape[0]), np.diff(m.indptr)), m.indices] = -np.inf
+        if self.candidates is not None:
+            scores[:, ~self.candidates] = -np.inf
         ranked, vals = topk(scores, self.ks[-1])
         ranked[np.isneginf(vals)] = -1  # excluded items fill the tail only when the catalogue runs out
 
@@ -247,6 +266,59 @@ def _user_batches(frame: pl.DataFrame, train: Interactions, batch_size: int, exc
             yield train.histories(users[lo:lo + batch_size]), relevant[lo:lo + batch_size]
 
     return batches(), -(-len(users) // batch_size), ids, info
+
+
+def _cold_candidates(split: Split, train: Interactions, on: str, label: str) -> np.ndarray | None:
+    """bool (I,): the ``on`` part's cold items of an item-coldstart split; None for other splits."""
+    if split.meta.get("candidates") != "cold":
+        return None
+    cold = np.asarray(split.meta.get("cold_items", {}).get(on, []), dtype=np.int64)
+    idx = train.items.index(cold)
+    if not (idx >= 0).any():
+        raise MusicrecError(f"{label}: none of the {len(cold)} cold {on} items is in the model's catalogue; "
+                            "train it on this split with `musicrec train` (it adds the cold items)")
+    mask = np.zeros(train.n_items, dtype=bool)
+    mask[idx[idx >= 0]] = True
+    return mask
+
+
+def _seed_batches(frame: pl.DataFrame, train: Interactions, seeds: pl.DataFrame, batch_size: int,
+                  exclude_seen: bool):
+    """User-coldstart: each test user's seeds (as a new listener) and their test items."""
+    n_test_users = int(frame["user_id"].n_unique())
+    seeds = seeds.join(frame.select("user_id").unique(), on="user_id", how="semi", maintain_order="left")
+    seeds = seeds.with_columns(pl.Series("i", train.items.index(seeds["item_id"].to_numpy()))).filter(pl.col("i") >= 0)
+    test = frame.select("user_id", pl.Series("i", train.items.index(frame["item_id"].to_numpy()))).unique()
+    n_unknown_item = int((test["i"] < 0).sum())
+    test = test.filter(pl.col("i") >= 0)
+    n_seen = 0
+    if exclude_seen:
+        kept = test.join(seeds.select("user_id", "i"), on=["user_id", "i"], how="anti")
+        n_seen, test = test.height - kept.height, kept
+    # users with at least one known seed and one relevant item, in id order
+    hist = seeds.group_by("user_id").agg(pl.col("i"))
+    rel = test.group_by("user_id").agg(pl.col("i").sort())
+    both = hist.join(rel, on="user_id", how="inner", suffix="_rel").sort("user_id")
+    n_with_seeds = hist.height
+    info = dict(n_test_users=n_test_users, n_users=both.height, n_users_unknown=n_test_users - n_with_seeds,
+                n_users_no_relevant=n_with_seeds - both.height, n_pairs_unknown_item=n_unknown_item,
+                n_pairs_seen_dropped=n_seen, n_relevant=int(both["i_rel"].list.len().sum() or 0),
+                exclude_seen=exclude_seen, history="seeds", id_columns=["user_id"])
+    if both.height == 0:
+        raise MusicrecError(f"nothing to evaluate: no test user has both a seed and a test item in the catalogue "
+                            f"({n_test_users} test users)")
+    seqs = [np.asarray(s, dtype=np.int64) for s in both["i"].to_list()]
+    relevant = [np.asarray(r, dtype=np.int64) for r in both["i_rel"].to_list()]
+    ids = {"user_id": both["user_id"].to_numpy(),
+           "n_relevant": np.array([len(r) for r in relevant], dtype=np.int64)}
+
+    def batches():
+        for lo in range(0, len(seqs), batch_size):
+            part = seqs[lo:lo + batch_size]
+            yield (Histories.from_sequences(part, train.n_items, users=np.full(len(part), -1, dtype=np.int64)),
+                   relevant[lo:lo + batch_size])
+
+    return batches(), -(-len(seqs) // batch_size), ids, info
 
 
 # ---------------------------------------------------------------- session protocol

@@ -17,11 +17,12 @@ from musicrec.models.recently_played import RecentlyPlayed
 from musicrec.models.sasrec import SASRec
 from musicrec.models.sknn import SKNN
 from musicrec.models.sr import SequentialRules
+from musicrec.models.two_tower import TwoTower
 
 MODELS: dict[str, type[Recommender]] = {
     cls.name: cls
     for cls in (MostPopular, RecentlyPlayed, ItemKNN, EASE, ALS, BPR, SKNN, SequentialRules,
-                SASRec, NextItNet, Caser, GRU4Rec, MultVAE)
+                SASRec, NextItNet, Caser, GRU4Rec, MultVAE, TwoTower)
 }
 
 

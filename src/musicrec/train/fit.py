@@ -6,10 +6,12 @@ import json
 import time
 from typing import Callable
 
+import numpy as np
 import polars as pl
 
 from musicrec import MusicrecError
 from musicrec.features.interactions import Interactions
+from musicrec.features.vocab import IdMap
 from musicrec.models.base import Recommender
 from musicrec.models.registry import create
 from musicrec.preprocess.splitset import Split
@@ -20,6 +22,29 @@ def training_events(split: Split, include_valid: bool) -> pl.DataFrame:
     if include_valid and split.valid is not None and split.valid.height:
         return pl.concat([split.train, split.valid])
     return split.train
+
+
+def catalogue(split: Split, events: pl.DataFrame) -> IdMap:
+    """Item vocabulary of a model fitted on ``events``: their items, plus every cold item of an
+    item-coldstart split (no plays; a content-aware model places them from their tags)."""
+    ids = events["item_id"].to_numpy()
+    if split.meta.get("candidates") == "cold":
+        cold = split.meta.get("cold_items", {})
+        ids = np.concatenate([ids, *(np.asarray(cold.get(p, []), dtype=np.int64) for p in ("test", "valid"))])
+    return IdMap.fit(ids)
+
+
+def item_content(split: Split, items: IdMap):
+    """TF-IDF tag vectors of ``items`` from the split's item tags: csr (I, T) float32 with unit
+    rows (zero rows for untagged items), or None when the split has no usable tags."""
+    from musicrec.features.tags import clean_tags, tfidf_matrix
+
+    if split.item_tags.height == 0:
+        return None
+    vocab = clean_tags(split.item_tags)
+    if len(vocab) == 0:
+        return None
+    return tfidf_matrix(split.item_tags, vocab, artists=items.ids).matrix
 
 
 def default_metric(split: Split) -> str:
@@ -42,16 +67,21 @@ def fit_model(name: str, split: Split, params: dict | None = None, include_valid
 
     Deep models (``NeuralRecommender``) trained on train only early-stop on ``metric`` over the
     validation part; with ``include_valid`` they train for exactly ``epochs`` (set it to the best
-    epoch found by tuning).
+    epoch found by tuning). Models with ``uses_content = True`` get the items' tag vectors
+    (:func:`item_content`) through ``set_item_content`` before fitting.
     """
     from musicrec.models.neural import NeuralRecommender
 
     events = training_events(split, include_valid)
     if events.height == 0:
         raise MusicrecError("the split has no training rows")
-    train = Interactions.from_frame(events)
+    train = Interactions.from_frame(events, items=catalogue(split, events))
     model = create(name, **(params or {}))
     start = time.perf_counter()
+    if getattr(model, "uses_content", False):
+        content = item_content(split, train.items)
+        if content is not None:
+            model.set_item_content(content)
     if isinstance(model, NeuralRecommender):
         has_valid = split.valid is not None and split.valid.height > 0
         valid = validation_fn(split, metric or default_metric(split)) if has_valid and not include_valid else None
