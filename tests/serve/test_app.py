@@ -68,6 +68,21 @@ def test_session_recommendations(client):
     assert len(popular) == 10 and popular[0]["reason"] == "popular now"
 
 
+def test_onboarding_by_tags(client):
+    """ "I like hip hop": the genre's best-known artists stand in as seeds."""
+    bundle = client.app.state.holder.service.bundle
+    resp = client.post("/v1/recommendations", json={"seed_tags": ["Hip Hop"], "k": 10, "exclude_seen": False},
+                       headers=AUTH)
+    assert resp.status_code == 200
+    items = resp.json()["items"]
+    spellings = ["hip-hop", "hip hop", "hiphop"]
+    tagged = set(bundle.item_tags.filter(bundle.item_tags["tag"].is_in(spellings))["item_id"].to_list())
+    # most answers are artists listeners tagged hip-hop, in any spelling
+    assert len({c["item_id"] for c in items} & tagged) >= 6, [c["name"] for c in items]
+    unknown = client.post("/v1/recommendations", json={"seed_tags": ["zzqx no such genre"]}, headers=AUTH)
+    assert _is_clean_error(unknown, 404) and "unknown tag" in unknown.json()["error"]["message"]
+
+
 def test_similar_items_by_id_or_name_even_with_a_slash(client):
     hit = client.get("/v1/search", params={"q": "madonna"}, headers=AUTH).json()["items"][0]
     by_id = client.get(f"/v1/items/{hit['item_id']}/similar?k=4", headers=AUTH).json()

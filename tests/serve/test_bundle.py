@@ -28,3 +28,15 @@ def test_seeds_are_excluded_unless_asked_for(recent_dir):
 def test_unknown_seed_is_a_user_error(recent_dir):
     with pytest.raises(MusicrecError, match="no artist matches"):
         ModelBundle.load(recent_dir).recommend_seeds(["zzzz qqqq xxxx"], k=5)
+
+
+def test_tag_onboarding_recommends_the_genre(recent_dir):
+    bundle = ModelBundle.load(recent_dir)
+    seeds, names = bundle.tag_seeds(["Heavy Metal"], n=5)
+    assert names == ["heavy metal"] and len(seeds) == 5
+    tagged = set(bundle.item_tags.filter(bundle.item_tags["tag"] == "heavy metal")["item_id"].to_list())
+    assert {int(bundle.items["item_id"][int(i)]) for i in seeds} <= tagged
+    recs = bundle.recommend_tags(["heavy metal"], k=5)
+    assert len(recs) == 5 and all("heavy metal favourite" in r.reason for r in recs)
+    with pytest.raises(MusicrecError, match="unknown tag"):
+        bundle.recommend_tags(["zzqx no such genre"])

@@ -187,19 +187,23 @@ def register(app: typer.Typer) -> None:
         model_dir: str = typer.Argument(...),
         user: Optional[str] = typer.Option(None, "--user", help="listener's original id"),
         seed: Optional[list[str]] = typer.Option(None, "--seed", help="an artist/track name a new listener likes; repeatable"),
+        tag: Optional[list[str]] = typer.Option(None, "--tag", help="a genre/tag a new listener likes; repeatable"),
         k: int = typer.Option(10, "-k", "--k"),
         include_seen: bool = typer.Option(False, "--include-seen",
                                           help="allow items the listener already played (or the seeds themselves)"),
     ):
-        """Recommend for a known listener (--user) or a new one (--seed ...), with reasons."""
+        """Recommend for a known listener (--user) or a new one (--seed ARTIST ... or --tag GENRE ...), with reasons."""
         from musicrec.serve.bundle import ModelBundle
 
-        if (user is None) == (not seed):
-            raise MusicrecError("give either --user ID or one or more --seed NAME")
+        if sum([user is not None, bool(seed), bool(tag)]) != 1:
+            raise MusicrecError("give either --user ID, one or more --seed NAME, or one or more --tag TAG")
         bundle = ModelBundle.load(model_dir)
         if user is not None:
             recs = bundle.recommend_user(user, k=k, exclude_seen=not include_seen)
             title = f"top {k} for listener {user} ({bundle.model.name})"
+        elif tag:
+            recs = bundle.recommend_tags(tag, k=k)
+            title = f"top {k} for a new listener who likes {', '.join(tag)} ({bundle.model.name})"
         else:
             recs = bundle.recommend_seeds(seed, k=k, exclude_seen=not include_seen)
             title = f"top {k} for a new listener who likes {', '.join(seed)} ({bundle.model.name})"

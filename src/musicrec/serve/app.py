@@ -100,6 +100,8 @@ class SessionRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     recent_plays: list[Id] = Field(default_factory=list, max_length=MAX_LIST, description="this session, oldest first")
     seed_artists: list[Id] = Field(default_factory=list, max_length=MAX_LIST, description="artists the listener likes")
+    seed_tags: list[Annotated[str, StringConstraints(min_length=1, max_length=100)]] = Field(
+        default_factory=list, max_length=50, description='genres/tags the listener likes, e.g. "shoegaze"')
     k: int = Field(10, ge=1, le=MAX_K)
     exclude_seen: bool = True
     max_per_artist: int | None = Field(None, ge=1)
@@ -352,7 +354,8 @@ def create_app(model_dir: str, api_key: str | None = None, store_url: str | None
     async def session_recommendations(body: SessionRequest):
         """The next items for an anonymous listener or a live session (no body fields: popular items)."""
         svc = holder.service
-        items = svc.recommend_session(body.recent_plays, body.seed_artists, k=body.k, exclude_seen=body.exclude_seen,
+        items = svc.recommend_session(body.recent_plays, body.seed_artists, seed_tags=body.seed_tags, k=body.k,
+                                      exclude_seen=body.exclude_seen,
                                       max_per_artist=body.max_per_artist, diversity=body.diversity)
         return {"model": svc.model.name, "version": svc.version, "items": items}
 

@@ -76,6 +76,8 @@ class ModelBundle:
         self._user_sorted: tuple[np.ndarray, np.ndarray] | None = None   # (order, sorted store ids)
         tags = _split_item_tags(self.meta) if item_tags is None else item_tags
         self.item_tags = schema.conform(tags, schema.SPLIT_ITEM_TAGS).join(ids, on="item_id", how="semi")
+        self._popularity = popularity
+        self._tag_index = None        # (TagVocab, TagMatrix over the model's items), built on first use
 
     # ------------------------------------------------------------ persistence
     def save(self, path: str) -> None:
@@ -164,6 +166,50 @@ class ModelBundle:
         hist = Histories.from_sequences([items], self.model.train_.n_items)
         idx, scores = self.model.recommend(hist, k=k, exclude_seen=exclude_seen)
         return self._package(idx[0], scores[0], items)
+
+    def tag_seeds(self, tags: list[str], n: int = 5) -> tuple[np.ndarray, list[str]]:
+        """The ``n`` items that best stand for ``tags`` ("shoegaze", "post rock"; any spelling):
+        item indices (n,), best first, and the matched tag names.
+
+        An item's weight is the sum of its TF-IDF weights for the tags (cleaned vocabulary of the
+        model's items, ``features.tags``) times log(1 + listeners), so well-known artists of the
+        genre come first.
+        """
+        from musicrec.features.tags import clean_tags, tfidf_matrix
+
+        if not tags:
+            raise MusicrecError("give at least one tag")
+        if self._tag_index is None:
+            if self.item_tags.height == 0:
+                raise MusicrecError("this model has no item tags to onboard from")
+            vocab = clean_tags(self.item_tags)
+            self._tag_index = (vocab, tfidf_matrix(self.item_tags, vocab, artists=self.model.train_.items.ids))
+        vocab, index = self._tag_index
+        cols = vocab.lookup(tags)
+        unknown = [t for t, c in zip(tags, cols) if c < 0]
+        if unknown:
+            raise MusicrecError(f"unknown tag(s) {', '.join(map(repr, unknown))}; known tags include: "
+                                f"{', '.join(vocab.names[:8])}")
+        weight = np.asarray(index.matrix[:, cols].sum(axis=1)).ravel() * np.log1p(self._popularity)
+        order = np.argsort(-weight, kind="stable")
+        order = order[weight[order] > 0][:n]
+        return order.astype(np.int64), [vocab.names[c] for c in cols]
+
+    def recommend_tags(self, tags: list[str], k: int = 10) -> list[Recommendation]:
+        """Top ``k`` for a new listener who names genres/tags: the tags' best-known items stand in as
+        seeds, and the model recommends from them (the seeds may come back: they fit the taste)."""
+        seeds, names = self.tag_seeds(tags)
+        hist = Histories.from_sequences([seeds], self.model.train_.n_items)
+        idx, scores = self.model.recommend(hist, k=k, exclude_seen=False)
+        recs = self._package(idx[0], scores[0], seeds)
+        tagged = self._tag_index[1].matrix[:, self._tag_index[0].lookup(names)]
+        for rec, i in zip(recs, idx[0]):
+            hits = [n for n, w in zip(names, tagged[int(i)].toarray().ravel()) if w > 0]
+            if hits:
+                rec.reason = f"a {' / '.join(hits)} favourite"
+            elif rec.reason:    # the listener named tags, not these artists: no "you listened to"
+                rec.reason = rec.reason.replace("because you listened to", "close to") + f" ({' / '.join(names)})"
+        return recs
 
     def similar(self, name: str, k: int = 10) -> tuple[str, list[Recommendation]]:
         """The matched item's display name and its ``k`` most similar items."""

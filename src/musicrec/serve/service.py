@@ -211,10 +211,18 @@ class Service:
         return self._recommend(query, k, exclude_seen, max_per_artist, diversity)
 
     def recommend_session(self, recent_plays: list, seed_artists: list, k: int = 10, exclude_seen: bool = True,
-                          max_per_artist: int | None = None, diversity: float | None = None) -> list[dict]:
-        """Top ``k`` cards for an anonymous listener: artists they like and/or this session's plays
-        (oldest first). With neither, the most popular items."""
+                          max_per_artist: int | None = None, diversity: float | None = None,
+                          seed_tags: list | None = None) -> list[dict]:
+        """Top ``k`` cards for an anonymous listener: artists they like, genres/tags they like (their
+        best-known items stand in as seeds) and/or this session's plays (oldest first). With none,
+        the most popular items."""
         seeds = [i for s in seed_artists for i in self.resolve_seed(s)]
+        if seed_tags:
+            try:
+                tag_items, _ = self.bundle.tag_seeds(list(seed_tags))
+            except MusicrecError as exc:
+                raise NotFound(str(exc)) from None
+            seeds += [int(i) for i in tag_items if int(i) not in seeds]
         recent = [self.resolve_item(p) for p in recent_plays]
         history = np.asarray(seeds + recent, dtype=np.int64)
         if not len(history):
