@@ -104,16 +104,6 @@ def run_one(split_dir: str, name: str, trials: int, params: dict, out: str, tune
         json.dump(summary, fh, default=str)
 
 
-def searched_keys(name: str) -> set[str]:
-    """Hyperparameters that ``name``'s Optuna search space sets."""
-    import optuna
-
-    from musicrec.models.registry import model_class
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    return set(model_class(name).search_space(optuna.create_study().ask()))
-
-
 def run_child(split_dir: str, name: str, trials: int, params: dict, out: str, timeout: float,
               tune_timeout: float | None = None, threads: int = 0) -> dict | None:
     cmd = [sys.executable, os.path.abspath(__file__), "--one", name, "--split", split_dir, "--trials", str(trials),
@@ -215,6 +205,7 @@ def main(argv=None) -> int:
         return 0
 
     from musicrec.pipeline import DEFAULT_PARAMS
+    from musicrec.train.tune import search_space_keys
     from musicrec.preprocess.split import make_split
     from musicrec.store import ingest_path
 
@@ -240,7 +231,7 @@ def main(argv=None) -> int:
             if name in DEEP and trials > 0:
                 # Optuna searches the model's space; hand-found choices outside it (the loss) stay,
                 # and ``epochs`` caps each trial (the refit uses the best trial's best epoch)
-                space = searched_keys(model)
+                space = search_space_keys(model)
                 hand = {**{k: v for k, v in hand.items() if k not in space and k != "epochs"},
                         "epochs": args.max_epochs}
             params = {**DEFAULT_PARAMS.get(model, {}), **hand, **extra}

@@ -246,6 +246,17 @@ def tfidf_matrix(frame: pl.DataFrame, vocab: TagVocab, artists=None) -> TagMatri
     return TagMatrix(matrix=sp.csr_matrix(m, dtype=np.float32), artists=rows, tags=vocab.names, idf=idf)
 
 
+def item_tag_vectors(item_tags: pl.DataFrame, ids) -> tuple[TagVocab, TagMatrix] | None:
+    """The cleaned vocabulary of ``item_tags`` (a split's or a model folder's) and TF-IDF rows for the
+    items ``ids`` (a model's catalogue, in index order); None when no tag survives cleaning."""
+    if item_tags.height == 0:
+        return None
+    vocab = clean_tags(item_tags)
+    if len(vocab) == 0:
+        return None
+    return vocab, tfidf_matrix(item_tags, vocab, artists=ids)
+
+
 def similar_artists_by_tags(matrix, artist_index, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` artists whose tag vectors are most cosine-similar to each query artist.
 

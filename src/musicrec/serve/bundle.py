@@ -175,15 +175,14 @@ class ModelBundle:
         model's items, ``features.tags``) times log(1 + listeners), so well-known artists of the
         genre come first.
         """
-        from musicrec.features.tags import clean_tags, tfidf_matrix
+        from musicrec.features.tags import item_tag_vectors
 
         if not tags:
             raise MusicrecError("give at least one tag")
         if self._tag_index is None:
-            if self.item_tags.height == 0:
+            self._tag_index = item_tag_vectors(self.item_tags, self.model.train_.items.ids)
+            if self._tag_index is None:
                 raise MusicrecError("this model has no item tags to onboard from")
-            vocab = clean_tags(self.item_tags)
-            self._tag_index = (vocab, tfidf_matrix(self.item_tags, vocab, artists=self.model.train_.items.ids))
         vocab, index = self._tag_index
         cols = vocab.lookup(tags)
         unknown = [t for t, c in zip(tags, cols) if c < 0]

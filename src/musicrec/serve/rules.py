@@ -20,10 +20,15 @@ import numpy as np
 from musicrec import MusicrecError
 
 
+def unit_rows(vectors: np.ndarray) -> np.ndarray:
+    """``vectors`` (n, D) with rows scaled to length 1, float32 (zero rows stay zero)."""
+    v = np.asarray(vectors, dtype=np.float32)
+    return v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+
+
 def cosine_similarity(vectors: np.ndarray) -> np.ndarray:
     """Cosine between every pair of rows of ``vectors`` (n, D) -> (n, n) float32 (0 for zero rows)."""
-    v = np.asarray(vectors, dtype=np.float32)
-    unit = v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+    unit = unit_rows(vectors)
     return unit @ unit.T
 
 

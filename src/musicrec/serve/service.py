@@ -406,8 +406,10 @@ class Service:
         if not len(idx) or not len(history):
             return None
         if self.item_vectors is not None:       # cosine of the model's own vectors: cheap at any size
-            a = _unit(self.item_vectors[idx])
-            b = _unit(self.item_vectors[history])
+            from musicrec.serve.rules import unit_rows
+
+            a = unit_rows(self.item_vectors[idx])
+            b = unit_rows(self.item_vectors[history])
             sims = a @ b.T
         elif self.has_similarity:
             sims = np.asarray(self.model.item_similarity(idx))[:, history]
@@ -439,10 +441,6 @@ def _utc(value) -> dt.datetime | None:
     if value.tzinfo is None:            # a time without a zone is read as UTC
         return value.replace(tzinfo=dt.timezone.utc)
     return value.astimezone(dt.timezone.utc)
-
-
-def _unit(x: np.ndarray) -> np.ndarray:
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
 def _artist_codes(artists: list) -> np.ndarray:

@@ -37,14 +37,10 @@ def catalogue(split: Split, events: pl.DataFrame) -> IdMap:
 def item_content(split: Split, items: IdMap):
     """TF-IDF tag vectors of ``items`` from the split's item tags: csr (I, T) float32 with unit
     rows (zero rows for untagged items), or None when the split has no usable tags."""
-    from musicrec.features.tags import clean_tags, tfidf_matrix
+    from musicrec.features.tags import item_tag_vectors
 
-    if split.item_tags.height == 0:
-        return None
-    vocab = clean_tags(split.item_tags)
-    if len(vocab) == 0:
-        return None
-    return tfidf_matrix(split.item_tags, vocab, artists=items.ids).matrix
+    found = item_tag_vectors(split.item_tags, items.ids)
+    return None if found is None else found[1].matrix
 
 
 def default_metric(split: Split) -> str:

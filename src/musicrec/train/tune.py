@@ -32,12 +32,17 @@ class TuneResult:
                 "value": self.best_value, "seconds": round(self.seconds, 1), "trials": self.trials}
 
 
-def tunable(name: str) -> bool:
-    """Whether ``name`` declares a non-empty search space."""
+def search_space_keys(name: str) -> set[str]:
+    """Hyperparameters that ``name``'s search space sets (empty: nothing to tune)."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    return bool(model_class(name).search_space(optuna.create_study().ask()))
+    return set(model_class(name).search_space(optuna.create_study().ask()))
+
+
+def tunable(name: str) -> bool:
+    """Whether ``name`` declares a non-empty search space."""
+    return bool(search_space_keys(name))
 
 
 def tune(name: str, split: Split, n_trials: int = 20, metric: str | None = None, ks=(10, 20),
