@@ -187,6 +187,13 @@ class Store:
             return pl.scan_parquet(path).select(list(sch))
         return self.table(name).lazy()
 
+    def play_partitions(self) -> list[str]:
+        """URLs of the Parquet files holding the plays, in a fixed order; each listener's plays
+        are all in one file, so per-user work can run one partition at a time (see
+        ``musicrec.engine``). Read one with :func:`read_play_partition`."""
+        path = self._path("plays.parquet")
+        return [self.fs.unstrip_protocol(path)] if self.fs.exists(path) else []
+
     @staticmethod
     def _schema(name: str) -> dict:
         if name not in TABLES:
@@ -343,6 +350,14 @@ class Store:
             "rejected": report.rejected, "rejects_path": report.rejects_path, "skipped": report.skipped,
         })
         self._write_json("manifest.json", manifest)
+
+
+def read_play_partition(url: str, columns: list[str] | None = None) -> pl.DataFrame:
+    """One partition of a store's plays (``schema.STORE_PLAYS``), e.g. inside a Ray task."""
+    fs, path = fsspec.core.url_to_fs(url)
+    with fs.open(path, "rb") as f:
+        df = schema.conform(pl.read_parquet(f), schema.STORE_PLAYS)
+    return df.select(columns) if columns else df
 
 
 def fingerprint(path: str) -> dict:
