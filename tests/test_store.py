@@ -118,7 +118,7 @@ def test_tracks_tags_friends_and_rejects(mem):
     s.ingest(tables)
     assert s.table("tags").height == 2 and s.table("friends").height == 1   # no duplicates on re-ingest
     m = s.manifest()
-    assert m["schema_version"] == 1 and [e["source"] for e in m["sources"]] == ["toy", "toy"]
+    assert m["schema_version"] == 2 and [e["source"] for e in m["sources"]] == ["toy", "toy"]
     assert m["tables"]["plays"] == 1
     assert not [p for p in fsspec.filesystem("memory").find(mem) if ".tmp-" in p]
 
@@ -136,14 +136,15 @@ def test_hetrec_twice_keeps_plays_and_ids(shared_data, tmp_path):
     for name, df in before.items():
         assert s.table(name).equals(df), name
     # plain Parquet: any engine can query it
-    assert duckdb.sql(f"select count(*) from '{store}/plays.parquet'").fetchall()[0][0] == 92_834
-    assert duckdb.sql(f"select sum(play_count) from '{store}/plays.parquet'").fetchall()[0][0] == \
+    assert duckdb.sql(f"select count(*) from '{store}/plays/*.parquet'").fetchall()[0][0] == 92_834
+    assert duckdb.sql(f"select sum(play_count) from '{store}/plays/*.parquet'").fetchall()[0][0] == \
         s.table("plays")["play_count"].sum()
     m = json.load(open(os.path.join(store, "manifest.json")))
     files = {os.path.basename(f["path"]): f["sha256"] for f in m["sources"][0]["files"]}
     assert files["user_artists.dat"] == "254272fa721c3935e8be286d28c051b206844307128698ab4eaa41d483379416"
-    assert sorted(os.listdir(store)) == ["artists.parquet", "friends.parquet", "manifest.json", "plays.parquet",
+    assert sorted(os.listdir(store)) == ["artists.parquet", "friends.parquet", "manifest.json", "plays",
                                          "tags.parquet", "tracks.parquet", "users.parquet"]
+    assert sorted(os.listdir(os.path.join(store, "plays"))) == [f"part-{b:04d}.parquet" for b in range(16)]
 
 
 def test_sources_sharing_keys_share_ids(tmp_path):

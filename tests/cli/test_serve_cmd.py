@@ -143,3 +143,22 @@ def test_sigterm_lets_a_request_in_flight_finish(model_dir, tmp_path):
     assert json.loads(answer.split(b"\r\n\r\n", 1)[1])["stored"] == 50
     assert Store(store).table("plays").filter(pl.col("source") == "api").height == 50, err
     assert proc.returncode in (0, -signal.SIGTERM) and "Traceback" not in err
+
+
+def test_remote_model_folder_is_copied_locally_before_serving(model_dir, tmp_path, monkeypatch):
+    """`musicrec serve s3://…/model` serves a local copy (memory:// stands in for the object store)."""
+    import fsspec
+
+    from musicrec import MusicrecError
+    from musicrec.cli.serve_cmds import local_copy
+    from musicrec.serve.bundle import ModelBundle
+
+    monkeypatch.setenv("MUSICREC_HOME", str(tmp_path / "home"))
+    fs = fsspec.filesystem("memory")
+    fs.put(model_dir.rstrip("/") + "/", "/served-test/model/", recursive=True)
+    local = local_copy("memory://served-test/model")
+    assert local.startswith(str(tmp_path / "home"))
+    assert sorted(os.listdir(local)) == sorted(os.listdir(model_dir))
+    assert ModelBundle.load(local).recommend_user(ModelBundle.load(model_dir).users["source_id"][0], k=5)
+    with pytest.raises(MusicrecError, match="not a model directory"):
+        local_copy("memory://served-test/nothing-here")

@@ -75,22 +75,38 @@ def register(app: typer.Typer) -> None:
         map_: Optional[list[str]] = typer.Option(None, "--map", help="canonical=column (csv/parquet), repeatable"),
         source_name: Optional[str] = typer.Option(None, "--source-name",
                                                   help="key prefix and source label (csv/parquet; default csv)"),
+        partitions: Optional[int] = typer.Option(None, "--partitions", min=1,
+                                                 help="plays buckets (by listener) of a new store (default 16)"),
+        engine: str = typer.Option("local", "--engine", help="where the per-bucket merges run: local or ray"),
+        ray_address: Optional[str] = typer.Option(None, "--ray-address",
+                                                  help="Ray cluster to join (--engine ray; default: start one)"),
     ):
-        """Read a listening log and merge it into a canonical Parquet store (idempotent)."""
+        """Read a listening log and merge it into a canonical Parquet store (idempotent).
+
+        CSV and Parquet input is read file by file (a big Parquet file in slices), so memory
+        stays bounded however large the log.
+        """
         from rich.console import Console
 
-        from musicrec.ingest.readers import read
+        from musicrec.engine import make_engine
+        from musicrec.ingest.readers import read_chunks
         from musicrec.store import Store
 
         err = Console(stderr=True)
+        eng = None
         try:
+            if engine != "ray" and ray_address:
+                raise MusicrecError("--ray-address needs --engine ray")
             options = {"user": user, "source": source_name, "columns": parse_map(map_) or None}
-            with err.status(f"reading {path} ({source})…"):
-                tables = read(source, path, **options)
-            with err.status(f"merging {tables.plays.height:,} plays into {store}…"):
-                report = Store(store).ingest(tables)
+            chunks = read_chunks(source, path, **options)
+            eng = make_engine(engine, address=ray_address) if engine == "ray" else make_engine(engine)
+            with err.status(f"ingesting {path} ({source}) into {store}…"):
+                report = Store(store).ingest_chunks(chunks, engine=eng, partitions=partitions)
         except MusicrecError as exc:
             _fail(exc)
+        finally:
+            if eng is not None:
+                eng.close()
         a, c = report.added, report.counts
         typer.echo(f"plays: {report.plays_added:,} added, {report.plays_duplicate:,} already there, "
                    f"{report.rejected:,} rejected")

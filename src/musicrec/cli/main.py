@@ -41,9 +41,9 @@ def _register() -> None:
     if _REGISTERED:
         return
     _REGISTERED = True
-    from musicrec.cli import audio_cmds, data_cmds, model_cmds, serve_cmds, split_cmds
+    from musicrec.cli import audio_cmds, compress_cmds, data_cmds, model_cmds, serve_cmds, split_cmds
 
-    for module in (data_cmds, split_cmds, model_cmds, serve_cmds, audio_cmds):
+    for module in (data_cmds, split_cmds, model_cmds, serve_cmds, audio_cmds, compress_cmds):
         module.register(app)
 
 

@@ -28,11 +28,57 @@ def _params(items: list[str] | None) -> dict:
 
 
 def _load_split(path: str):
+    from musicrec import fsio
     from musicrec.preprocess.splitset import Split
 
-    if not os.path.isdir(path):
+    if fsio.is_local(path) and not os.path.isdir(fsio.filesystem(path)[1]):
         raise MusicrecError(f"{path}: no such split folder; make one with `musicrec split`")
     return Split.load(path)
+
+
+def _where(path: str) -> str:
+    """``path`` as recorded in a model folder: absolute when local, the URL otherwise."""
+    return os.path.abspath(path) if "://" not in path else path
+
+
+def _write_out(target: str, write_local) -> str:
+    """Run ``write_local(path)`` on ``target`` when local; for an fsspec URL write into a temporary
+    local folder first and upload it (a file or a whole folder). Returns ``target``."""
+    import tempfile
+
+    from musicrec import fsio
+
+    if fsio.is_local(target):
+        write_local(target)
+        return target
+    with tempfile.TemporaryDirectory(prefix="musicrec-out-") as tmp:
+        local = os.path.join(tmp, "out")
+        write_local(local)
+        if os.path.isdir(local):
+            for root, _, files in os.walk(local):
+                for name in files:
+                    src = os.path.join(root, name)
+                    rel = os.path.relpath(src, local).replace(os.sep, "/")
+                    with open(src, "rb") as fh:
+                        data = fh.read()
+                    fsio.atomic_write(fsio.join(target, rel), lambda out, data=data: out.write(data))
+        else:
+            with open(local, "rb") as fh:
+                data = fh.read()
+            fsio.atomic_write(target, lambda out: out.write(data))
+    return target
+
+
+def _checkpoints(out: str, resume: bool) -> str | None:
+    """OUT/checkpoints for a local model folder; deep-model checkpoints stay local, so a remote
+    OUT trains without them (and cannot --resume)."""
+    from musicrec import fsio
+
+    if fsio.is_local(out):
+        return os.path.join(out, "checkpoints") if "://" not in out else None
+    if resume:
+        raise MusicrecError(f"--resume needs a local model folder (checkpoints are local files), not {out}")
+    return None
 
 
 def _ks(ctx: typer.Context, k: list[int]) -> list[int]:
@@ -71,11 +117,15 @@ def register(app: typer.Typer) -> None:
         config: Optional[str] = typer.Option(None, "--config", help="best.json from `musicrec tune --out`"),
         include_valid: bool = typer.Option(False, "--include-valid", help="train on train+valid (after tuning)"),
         resume: bool = typer.Option(False, "--resume", help="deep models: continue from OUT/checkpoints"),
+        nproc: int = typer.Option(1, "--nproc", help="deep models: data-parallel (DDP) processes"),
+        launcher: str = typer.Option("spawn", "--launcher", help="spawn (local processes) or ray (Ray Train)"),
     ):
         """Train one model on a split and save it (arrays + JSON, no pickles).
 
         Deep models early-stop on the validation part unless --include-valid is given, and
         checkpoint every epoch into OUT/checkpoints (resume an interrupted run with --resume).
+        With --nproc N they train data-parallel (DDP; gloo on CPU, NCCL on GPUs) in N local
+        processes or N Ray Train workers; for torchrun see `python -m musicrec.train.distributed -h`.
         """
         from musicrec.serve.bundle import ModelBundle
         from musicrec.train.fit import fit_model, read_config
@@ -86,11 +136,20 @@ def register(app: typer.Typer) -> None:
             if cfg_model and cfg_model != model:
                 raise MusicrecError(f"{config} holds parameters of {cfg_model!r}, not {model!r}")
         params.update(_params(param))
+        if nproc != 1 or launcher != "spawn":
+            from musicrec.train import distributed
+
+            _load_split(split)              # a missing folder fails here, not in N workers
+            done = distributed.launch(launcher, distributed.train_model, nproc, model, split, out, params,
+                                      include_valid, resume, True, _checkpoints(out, resume))
+            typer.echo(f"trained {model} on {done['world_size']} processes ({launcher}) in {done['fit_s']:.2f}s "
+                       f"on {done['n_users']} users x {done['n_items']} items, best epoch {done['best_epoch']} -> {out}")
+            return
         sp = _load_split(split)
         fitted, fit_s = fit_model(model, sp, params, include_valid=include_valid,
-                                  checkpoint_dir=os.path.join(out, "checkpoints"), resume=resume, progress=True)
+                                  checkpoint_dir=_checkpoints(out, resume), resume=resume, progress=True)
         ModelBundle(fitted, sp.items, sp.users, {
-            "item_level": sp.meta.get("item_level", "artist"), "split": os.path.abspath(split),
+            "item_level": sp.meta.get("item_level", "artist"), "split": _where(split),
             "protocol": sp.meta.get("protocol"), "fit_s": round(fit_s, 3), "params": fitted.get_params(),
         }).save(out)
         extra = f", best epoch {fitted.best_epoch_}" if hasattr(fitted, "best_epoch_") else ""
@@ -126,7 +185,7 @@ def register(app: typer.Typer) -> None:
         result = run_eval(model, sp, ks=ks, on=on, progress=True)
         _console().print(format_table([result], ks))
         if json_path:
-            write_json(result, json_path)
+            _write_out(json_path, lambda path: write_json(result, path))
             typer.echo(f"wrote {json_path}")
 
     @app.command()
@@ -137,28 +196,48 @@ def register(app: typer.Typer) -> None:
         timeout: Optional[float] = typer.Option(None, "--timeout", help="stop starting trials after this many seconds"),
         metric: Optional[str] = typer.Option(None, "--metric", help="default ndcg@10 (users) / mrr@20 (sessions)"),
         param: Optional[list[str]] = typer.Option(None, "--param", help="fixed name=value, repeatable"),
-        out: Optional[str] = typer.Option(None, "--out", help="folder for best.json and trials.json"),
+        out: Optional[str] = typer.Option(None, "--out", help="folder (or URL) for best.json and trials.json"),
+        engine: str = typer.Option("local", "--engine", help="local | ray: where the trials run"),
+        parallel: Optional[int] = typer.Option(
+            None, "--parallel", help="trials evaluated at once (default: 1 locally, the cluster's CPUs on Ray)"),
+        ray_address: Optional[str] = typer.Option(None, "--ray-address",
+                                                  help="with --engine ray: a running cluster (default: start Ray here)"),
     ):
         """Tune a model's hyperparameters with Optuna (TPE, median pruning) on the split's validation data.
 
-        `musicrec train MODEL --config OUT/best.json --include-valid` then refits with the best ones.
+        With --engine ray the trials run --parallel at a time as Ray tasks (no pruning there; see
+        `musicrec.train.tune`). `musicrec train MODEL --config OUT/best.json --include-valid` then
+        refits with the best ones.
         """
+        from musicrec import fsio
+        from musicrec.cli.split_cmds import engine_from_options
         from musicrec.features.interactions import atomic_write_json
+        from musicrec.train.tune import default_parallel
         from musicrec.train.tune import tune as run_tune
 
         if trials < 1:
             raise MusicrecError("--trials must be at least 1")
-        res = run_tune(model, _load_split(split), n_trials=trials, metric=metric, base_params=_params(param),
-                       timeout_s=timeout, progress=True)
+        if parallel is not None and parallel < 1:
+            raise MusicrecError("--parallel must be at least 1")
+        sp = _load_split(split)
+        runner = engine_from_options(engine, ray_address)
+        try:
+            n = parallel or default_parallel(runner)
+            batched = engine != "local" or n > 1
+            res = run_tune(model, sp, n_trials=trials, metric=metric, base_params=_params(param),
+                           timeout_s=timeout, progress=True, engine=runner if batched else None, parallel=n,
+                           split_url=_where(split))
+        finally:
+            runner.close()
         done = sum(t["state"] == "complete" for t in res.trials)
         typer.echo(f"best {res.metric} on valid = {res.best_value:.4f} with {json.dumps(res.best_params)} "
                    f"({done} of {len(res.trials)} trials completed, {res.seconds:.0f}s)")
         if out:
-            os.makedirs(out, exist_ok=True)
+            fsio.makedirs(out)
             summary = res.to_json()
-            atomic_write_json(os.path.join(out, "trials.json"), summary)
-            atomic_write_json(os.path.join(out, "best.json"), {k: summary[k] for k in ("model", "metric", "params", "value")})
-            typer.echo(f"wrote {os.path.join(out, 'best.json')}")
+            atomic_write_json(fsio.join(out, "trials.json"), summary)
+            atomic_write_json(fsio.join(out, "best.json"), {k: summary[k] for k in ("model", "metric", "params", "value")})
+            typer.echo(f"wrote {fsio.join(out, 'best.json')}")
 
     @app.command(context_settings=extra_args)
     def compare(
@@ -180,7 +259,9 @@ def register(app: typer.Typer) -> None:
         comp = run_compare(sp, names, ks=ks, trials=trials, log=typer.echo, progress=True)
         _console().print(format_table(comp.results, ks))
         if out:
-            typer.echo(f"report: {write_report(comp.results, out)}")
+            written = []
+            _write_out(out, lambda path: written.append(write_report(comp.results, path)))
+            typer.echo(f"report: {written[0] if '://' not in out else out.rstrip('/') + '/report.md'}")
 
     @app.command()
     def recommend(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import shutil
 from typing import Optional
 
 import typer
@@ -67,6 +68,26 @@ def limit_threads(n: int) -> None:
         pass
 
 
+def local_copy(url: str) -> str:
+    """Download the model folder at an fsspec URL into the data home and return the local folder
+    (the server memory-maps and re-reads its files, which object stores cannot do in place)."""
+    import hashlib
+
+    from musicrec import fsio
+    from musicrec.cli.main import data_home
+
+    if not fsio.isfile(fsio.join(url, "config.json")):
+        raise MusicrecError(f"{url}: not a model directory (no config.json)")
+    local = os.path.join(data_home(), "served", hashlib.sha256(url.encode()).hexdigest()[:16])
+    tmp = f"{local}.tmp-{os.getpid()}"
+    fs, path = fsio.filesystem(url)
+    fs.get(path.rstrip("/") + "/", tmp + "/", recursive=True)
+    if os.path.isdir(local):
+        shutil.rmtree(local)
+    os.replace(tmp, local)
+    return local
+
+
 def register(app: typer.Typer) -> None:
     @app.command()
     def serve(
@@ -102,6 +123,10 @@ def register(app: typer.Typer) -> None:
         import uvicorn
 
         limit_threads(threads)
+        if "://" in model_dir:
+            if watch:
+                raise MusicrecError("--watch needs a local model folder; copy the remote one and watch that")
+            model_dir = local_copy(model_dir)
 
         options = dict(model_dir=os.path.abspath(model_dir), store_url=store, ann=ann,
                        max_body_bytes=max_body_bytes, watch_s=watch or None)

@@ -3,8 +3,10 @@
 Typer cannot give one group both a positional STORE and a sub-command ``import``, so this
 is one command whose first argument is either the store or the word ``import``::
 
-    musicrec split STORE --protocol user-holdout --out SPLIT
+    musicrec split STORE --protocol user-holdout --out SPLIT [--engine ray]
     musicrec split import STORE --train F --test F [--valid F] --out SPLIT
+
+STORE and SPLIT may be local folders or fsspec URLs (``s3://bucket/split``).
 """
 
 from __future__ import annotations
@@ -54,6 +56,18 @@ def _summary(split, out: str) -> None:
             f"{s['start'][:10]}..{s['end'][:10]} ({s['test_sessions']} test sessions)" for s in meta["slices"]))
 
 
+def engine_from_options(engine: str, ray_address: str | None):
+    """The engine of ``--engine`` / ``--ray-address`` (MusicrecError for a bad combination)."""
+    from musicrec import MusicrecError
+    from musicrec.engine import make_engine
+
+    if engine == "ray":
+        return make_engine("ray", address=ray_address)
+    if ray_address:
+        raise MusicrecError("--ray-address needs --engine ray")
+    return make_engine(engine)
+
+
 def register(app: typer.Typer) -> None:
     @app.command(name="split")
     def split(
@@ -81,6 +95,10 @@ def register(app: typer.Typer) -> None:
         train: Optional[str] = typer.Option(None, "--train", help="import: train file (TSV/CSV/Parquet)"),
         test: Optional[str] = typer.Option(None, "--test", help="import: test file"),
         valid: Optional[str] = typer.Option(None, "--valid", help="import: validation file"),
+        engine: str = typer.Option("local", "--engine",
+                                   help="local | ray: where the per-listener cleaning runs (one task per play partition)"),
+        ray_address: Optional[str] = typer.Option(None, "--ray-address",
+                                                  help="with --engine ray: a running cluster (default: start Ray here)"),
     ):
         """Split a store's plays into train / valid / test, or import external split files.
 
@@ -97,6 +115,8 @@ def register(app: typer.Typer) -> None:
                 fail("split import needs --train and --test files")
             if source and len(source) > 1:
                 fail("split import takes one --source")
+            if engine != "local" or ray_address:
+                fail("--engine / --ray-address do not apply to split import")
             from musicrec.preprocess.import_split import import_split
 
             result = import_split(store_arg, train, test, valid=valid, item_level=item,
@@ -125,9 +145,13 @@ def register(app: typer.Typer) -> None:
                 wrong = [flags[k] for k in params if k not in accepted]
                 if wrong:
                     fail(f"{', '.join(wrong)} do(es) not apply to protocol {protocol}")
-            result = make_split(target, protocol, out=out, item_level=item, seed=seed, min_ms=min_ms,
-                                session_gap_s=session_gap, k_core_user=k_core_user, k_core_item=k_core_item,
-                                sources=source or None, **params)
+            runner = engine_from_options(engine, ray_address)
+            try:
+                result = make_split(target, protocol, out=out, item_level=item, seed=seed, min_ms=min_ms,
+                                    session_gap_s=session_gap, k_core_user=k_core_user, k_core_item=k_core_item,
+                                    sources=source or None, engine=runner, **params)
+            finally:
+                runner.close()
         _summary(result, out)
         if result.test.height == 0:
             typer.echo("warning: the test part is empty; check the protocol parameters", err=True)

@@ -6,14 +6,14 @@ indices, and the ``IdMap``s translate back.
 
 from __future__ import annotations
 
-import json
-import os
+import zipfile
 from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
 import scipy.sparse as sp
 
+from musicrec import MusicrecError, fsio
 from musicrec.features.vocab import IdMap
 
 
@@ -162,12 +162,12 @@ class Interactions:
             session_indptr=self.session_indptr, session_items=self.session_items,
             session_time=self.session_time, session_user=self.session_user,
         )
-        atomic_savez(os.path.join(path, "interactions.npz"), arrays)
+        atomic_savez(fsio.join(path, "interactions.npz"), arrays)
 
     @classmethod
     def load(cls, path: str) -> "Interactions":
-        with np.load(os.path.join(path, "interactions.npz"), allow_pickle=False) as z:
-            a = {k: z[k] for k in z.files}
+        """Read ``interactions.npz`` from directory ``path`` (local path or fsspec URL)."""
+        a = load_arrays(fsio.join(path, "interactions.npz"))
         users, items = IdMap(a["users"]), IdMap(a["items"])
         matrix = sp.csr_matrix((a["m_data"], a["m_indices"], a["m_indptr"]), shape=(len(users), len(items)))
         bounds = np.concatenate([[0], np.cumsum(a["seq_len"])])
@@ -177,15 +177,28 @@ class Interactions:
 
 
 def atomic_savez(path: str, arrays: dict) -> None:
-    """``np.savez`` to a temporary file in the same folder, then rename over ``path``."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "wb") as fh:
-        np.savez(fh, **arrays)
-    os.replace(tmp, path)
+    """``np.savez`` to a temporary file beside ``path`` (local path or fsspec URL), then rename
+    over ``path`` (:func:`musicrec.fsio.atomic_savez`)."""
+    fsio.atomic_savez(path, arrays)
 
 
 def atomic_write_json(path: str, obj) -> None:
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(obj, fh, indent=2, sort_keys=True, default=str)
-    os.replace(tmp, path)
+    """JSON to ``path`` (local path or fsspec URL), atomically (:func:`musicrec.fsio.atomic_write_json`)."""
+    fsio.atomic_write_json(path, obj)
+
+
+def load_arrays(path: str) -> dict[str, np.ndarray]:
+    """All arrays of the ``.npz`` at ``path`` (local path or fsspec URL; never unpickles).
+
+    A missing or unreadable file is a one-line MusicrecError naming it.
+    """
+    try:
+        if fsio.is_local(path):   # straight from disk: no in-memory copy of the whole file
+            with np.load(path, allow_pickle=False) as z:
+                return {k: z[k] for k in z.files}
+        return fsio.load_npz(path)
+    except FileNotFoundError:
+        raise MusicrecError(f"{path}: no such file") from None
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        text = str(exc).strip().splitlines()
+        raise MusicrecError(f"{path}: unreadable array file ({text[0] if text else type(exc).__name__})") from None

@@ -59,6 +59,30 @@ class SourceTables:
         self.friends = schema.conform(self.friends, schema.SOURCE_FRIENDS)
 
 
+def concat_tables(chunks) -> SourceTables:
+    """One ``SourceTables`` from chunks of one source read in order (e.g. from a chunked
+    reader): plays, tags and friends concatenated; entity tables reduced to one row per key
+    (first non-null value wins); rejects, files and skipped counts combined."""
+    chunks = list(chunks)
+    if not chunks:
+        raise MusicrecError("no chunks to combine")
+
+    def entities(name: str, key: str) -> pl.DataFrame:
+        return first_per_key(pl.concat([getattr(c, name) for c in chunks]), key)
+
+    rejects, files, skipped = Rejects(), [], {}
+    for c in chunks:
+        rejects.rows.extend(c.rejects.rows)
+        files.extend(f for f in c.files if f not in files)
+        for kind, n in c.skipped.items():
+            skipped[kind] = skipped.get(kind, 0) + n
+    return SourceTables(chunks[0].source, pl.concat([c.plays for c in chunks]),
+                        artists=entities("artists", "artist_key"), tracks=entities("tracks", "track_key"),
+                        users=entities("users", "user_key"), tags=pl.concat([c.tags for c in chunks]),
+                        friends=pl.concat([c.friends for c in chunks]), rejects=rejects, files=files,
+                        skipped=skipped)
+
+
 def name_key(name: str | None) -> str | None:
     """Key for an entity known only by name: case- and whitespace-insensitive."""
     if name is None:
@@ -96,16 +120,19 @@ def input_files(path, patterns: tuple[str, ...], what: str, exclude: tuple[str, 
     return found
 
 
-def read_lines(path, source: str, rejects: Rejects, encoding: str = "utf-8") -> pl.DataFrame:
+def read_lines(path, source: str, rejects: Rejects, encoding: str = "utf-8", data: bytes | None = None,
+               first_record: int = 1) -> pl.DataFrame:
     """Lines of a text file as a frame ``{record: Int64 (1-based line number), line: String}``.
 
     Blank lines are dropped. Each line is decoded on its own, so an undecodable byte sequence
     rejects only its line. The usual case (a clean file) is read by Polars without a Python loop;
-    only a file with a bad byte sequence takes the slower line-by-line path.
+    only a file with a bad byte sequence takes the slower line-by-line path. ``data``: a block of
+    the file's whole lines to read instead of the file, whose first line is line ``first_record``.
     """
     latin1 = encoding.replace("-", "").lower() in ("latin1", "iso88591")
+    raw_of = (lambda: data) if data is not None else (lambda: Path(path).read_bytes())
     # latin-1 decodes every byte; re-encoded as UTF-8 it takes the fast path
-    source_data = Path(path).read_bytes().decode("latin-1").encode("utf-8") if latin1 else str(path)
+    source_data = raw_of().decode("latin-1").encode("utf-8") if latin1 else (data if data is not None else str(path))
     try:
         # NUL is the separator: a line holding one (or invalid UTF-8) makes Polars refuse the file
         lines = pl.read_csv(source_data, has_header=False, separator="\x00", quote_char=None,
@@ -114,21 +141,23 @@ def read_lines(path, source: str, rejects: Rejects, encoding: str = "utf-8") -> 
     except pl.exceptions.PolarsError:
         lines = None
     if lines is None:                                   # the slow path, only for a damaged file
-        raw = source_data if latin1 else Path(path).read_bytes()
+        raw = source_data if latin1 else raw_of()
         parts = raw.split(b"\n")
         if parts and parts[-1] == b"":
             parts.pop()
         decoded: list[str | None] = []
-        for i, b in enumerate(parts, 1):
+        shown = "UTF-8" if encoding.replace("-", "").lower() == "utf8" else encoding   # as the csv path says
+        for i, b in enumerate(parts, first_record):
             b = b[:-1] if b.endswith(b"\r") else b
             try:
                 decoded.append(b.decode("utf-8"))
             except UnicodeDecodeError as exc:
-                rejects.add(source, str(path), i, f"undecodable bytes (not {encoding}): {exc.reason}",
+                rejects.add(source, str(path), i, f"undecodable bytes (not {shown}): {exc.reason}",
                             b.decode("utf-8", "replace"))
                 decoded.append(None)
         lines = pl.Series("line", decoded, dtype=pl.String)
-    df = lines.to_frame("line").with_row_index("record", offset=1).with_columns(pl.col("record").cast(pl.Int64))
+    df = lines.to_frame("line").with_row_index("record", offset=first_record) \
+        .with_columns(pl.col("record").cast(pl.Int64))
     return df.filter(pl.col("line").is_not_null() & (pl.col("line").str.strip_chars() != ""))
 
 

@@ -11,12 +11,16 @@ spotify-history     ``Streaming_History_Audio_*.json``           user
 csv                 CSV / TSV file or folder                     columns, source, user
 parquet             Parquet file or folder                       columns, source, user
 ==================  ===========================================  ==========================
+
+:func:`read_chunks` gives a reader's output in chunks for ``musicrec.store.Store.ingest_chunks``:
+``csv`` and ``parquet`` read file by file (and a big Parquet file slice by slice); the other
+readers give their whole output as one chunk.
 """
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from musicrec import MusicrecError
 from musicrec.ingest.base import SourceTables
@@ -24,7 +28,7 @@ from musicrec.ingest.hetrec import read_hetrec
 from musicrec.ingest.lastfm1k import read_lastfm1k
 from musicrec.ingest.listenbrainz import read_listenbrainz
 from musicrec.ingest.spotify import read_spotify
-from musicrec.ingest.tabular import read_csv, read_parquet
+from musicrec.ingest.tabular import iter_csv, iter_parquet, read_csv, read_parquet
 from musicrec.ingest.thirtymusic import read_thirtymusic
 
 READERS: dict[str, Callable[..., SourceTables]] = {
@@ -36,6 +40,9 @@ READERS: dict[str, Callable[..., SourceTables]] = {
     "csv": read_csv,
     "parquet": read_parquet,
 }
+
+#: readers that can also yield their output chunk by chunk (same options as the reader)
+CHUNKED: dict[str, Callable[..., Iterator[SourceTables]]] = {"csv": iter_csv, "parquet": iter_parquet}
 
 
 def options_of(source: str) -> list[str]:
@@ -51,15 +58,34 @@ def reader(source: str) -> Callable[..., SourceTables]:
         raise MusicrecError(f"unknown source {source!r}; valid sources: {', '.join(READERS)}") from None
 
 
-def read(source: str, path, /, **options) -> SourceTables:
-    """Read ``path`` with the reader for ``source``. Options a reader does not take are an error
-    (None values are ignored, so a CLI can pass its unset flags through). ``source`` and ``path``
-    are positional-only, so ``source=`` can be a reader option (csv/parquet key prefix)."""
-    fn = reader(source)
+def _checked(source: str, options: dict) -> dict:
     options = {k: v for k, v in options.items() if v is not None}
     valid = options_of(source)
     extra = sorted(set(options) - set(valid))
     if extra:
         takes = f"it takes {', '.join(valid)}" if valid else "it takes no options"
         raise MusicrecError(f"source {source!r} does not take option(s) {', '.join(extra)}; {takes}")
-    return fn(path, **options)
+    return options
+
+
+def read_chunks(source: str, path, /, **options) -> Iterator[SourceTables]:
+    """Like :func:`read`, as chunks whose concatenation is what ``read`` returns (see the
+    module docstring). Unknown sources and options raise at once; input errors when the
+    chunks are read."""
+    fn = reader(source)
+    options = _checked(source, options)
+    if source in CHUNKED:
+        return CHUNKED[source](path, **options)
+    return _one_chunk(fn, path, options)
+
+
+def _one_chunk(fn, path, options) -> Iterator[SourceTables]:
+    yield fn(path, **options)
+
+
+def read(source: str, path, /, **options) -> SourceTables:
+    """Read ``path`` with the reader for ``source``. Options a reader does not take are an error
+    (None values are ignored, so a CLI can pass its unset flags through). ``source`` and ``path``
+    are positional-only, so ``source=`` can be a reader option (csv/parquet key prefix)."""
+    fn = reader(source)
+    return fn(path, **_checked(source, options))

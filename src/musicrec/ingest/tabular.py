@@ -22,21 +22,36 @@ name keys (``name:<artist>``, ``name:<artist>|<track>``) that merge with other s
 CSV record numbers are physical line numbers (the header is line 1; a quoted field holding
 line breaks is counted correctly). A CSV without any ``"`` is split by Polars; one with quoting
 goes through Python's ``csv`` module. Parquet record numbers are 1-based row numbers.
+
+:func:`iter_tabular` reads the same input as chunks, so a store can ingest a log of any size
+(``musicrec.store.Store.ingest_chunks``): one per file, one per ``CHUNK_ROWS`` rows of a bigger
+Parquet file, and one per block of ``CSV_CHUNK_BYTES`` of whole lines of a bigger CSV file (from
+the first block holding a ``"`` on, the csv module reads ``QUOTED_CHUNK_ROWS`` records at a
+time, since a quoted field may span lines). :func:`read_tabular` is all chunks combined.
 """
 
 from __future__ import annotations
 
 import csv
+import itertools
+from collections.abc import Iterator
 from pathlib import Path
 
 import polars as pl
 
-from musicrec import MusicrecError
-from musicrec.ingest.base import (Rejects, SourceTables, check, epoch_expr, first_per_key, input_files, int_expr,
-                                  iso_expr, name_keys, no_rows_error, read_lines, split_fields, take_valid,
-                                  track_name_keys)
+from musicrec import MusicrecError, schema
+from musicrec.ingest.base import (MAX_EPOCH_S, Rejects, SourceTables, check, concat_tables, epoch_expr,
+                                  first_per_key, input_files, int_expr, iso_expr, name_keys, no_rows_error,
+                                  read_lines, split_fields, take_valid, track_name_keys)
 
 PREFIX = "c:"        # file columns inside the reader: "c:<name>"
+#: rows per chunk of a big Parquet file (bounded memory: a chunk's strings, not the file's)
+CHUNK_ROWS = 2_000_000
+#: bytes per block of a big CSV file, and records per chunk of one that holds quotes (those go
+#: through Python's csv module, which holds every field as a Python string)
+CSV_CHUNK_BYTES = 128 << 20
+QUOTED_CHUNK_ROWS = 500_000
+BOM = b"\xef\xbb\xbf"
 CANONICAL = ("user", "artist", "track", "timestamp", "play_count", "ms_played", "session", "artist_name",
              "track_name")
 
@@ -59,33 +74,45 @@ def _mapping(columns: dict | None, present: list[str], file: Path, user: str | N
     return mapping
 
 
-def _csv_quoted(raw: bytes, sep: str, source: str, file: str, rejects: Rejects) -> pl.DataFrame:
-    """Line by line with the csv module: bad bytes reject their line, wrong field counts their record."""
+def _csv_quoted(byte_lines: Iterator[bytes], sep: str, source: str, file: str, first_line: int = 1,
+                header: list[str] | None = None,
+                chunk_rows: int | None = None) -> Iterator[tuple[pl.DataFrame, Rejects]]:
+    """Line by line with the csv module: bad bytes reject their line, wrong field counts their record.
+
+    ``byte_lines``: the file's lines (without ``\\n``) from physical line ``first_line``;
+    ``header``: the reader's column names when they were read already. Yields each
+    ``chunk_rows`` records (all when None) as a frame with the rejects found meanwhile.
+    """
+    state = {"rejects": Rejects()}
+
     def lines():
-        for i, b in enumerate(raw.split(b"\n"), 1):
+        for i, b in enumerate(byte_lines, first_line):
             try:
                 yield b.decode("utf-8").rstrip("\r") + "\n"
             except UnicodeDecodeError as exc:
-                rejects.add(source, file, i, f"undecodable bytes (not UTF-8): {exc.reason}",
-                            b.decode("utf-8", "replace"))
+                state["rejects"].add(source, file, i, f"undecodable bytes (not UTF-8): {exc.reason}",
+                                     b.decode("utf-8", "replace"))
                 yield "\n"                              # keeps the reader's line count aligned
     reader = csv.reader(lines(), delimiter=sep)
-    header = next(reader, None)
-    if not header:
-        return pl.DataFrame()
-    header = _header(header, file)
+    offset = first_line - 1                          # reader.line_num counts from our first line
+    if header is None:
+        names = next(reader, None)
+        if not names:
+            yield pl.DataFrame(), state["rejects"]
+            return
+        header = _header(names, file)
     rows, records, raws, reasons = [], [], [], []
-    start = reader.line_num + 1
+    start = offset + reader.line_num + 1
     while True:
         try:
             row = next(reader)
         except StopIteration:
             break
         except csv.Error as exc:                      # e.g. a field over the csv module's size limit
-            rejects.add(source, file, start, f"unparsable CSV: {exc}")
-            start = reader.line_num + 1
+            state["rejects"].add(source, file, start, f"unparsable CSV: {exc}")
+            start = offset + reader.line_num + 1
             continue
-        record, start = start, reader.line_num + 1
+        record, start = start, offset + reader.line_num + 1
         if not row:
             continue
         ok = len(row) == len(header)
@@ -93,11 +120,28 @@ def _csv_quoted(raw: bytes, sep: str, source: str, file: str, rejects: Rejects) 
         records.append(record)
         raws.append(sep.join(row))
         reasons.append(None if ok else f"expected {len(header)} fields, found {len(row)}")
+        if chunk_rows and len(rows) >= chunk_rows:
+            yield _quoted_frame(header, rows, records, raws, reasons), state["rejects"]
+            state["rejects"] = Rejects()
+            rows, records, raws, reasons = [], [], [], []
+    yield _quoted_frame(header, rows, records, raws, reasons), state["rejects"]
+
+
+def _quoted_frame(header, rows, records, raws, reasons) -> pl.DataFrame:
     cols = list(zip(*rows)) if rows else [[] for _ in header]
     data = {h: pl.Series(h, list(c), dtype=pl.String) for h, c in zip(header, cols)}  # h is "c:<name>"
     return pl.DataFrame(data).with_columns(record=pl.Series(records, dtype=pl.Int64),
                                            line=pl.Series(raws, dtype=pl.String),
                                            reason=pl.Series(reasons, dtype=pl.String))
+
+
+def _split_lines(blocks) -> Iterator[bytes]:
+    """``b"".join(blocks).split(b"\\n")``, one line at a time."""
+    rest = b""
+    for data in blocks:
+        *lines, rest = (rest + data).split(b"\n")
+        yield from lines
+    yield rest
 
 
 def _header(names: list[str], file: str) -> list[str]:
@@ -109,28 +153,97 @@ def _header(names: list[str], file: str) -> list[str]:
     return [PREFIX + n for n in names]
 
 
-def _read_csv(path: Path, source: str, rejects: Rejects) -> pl.DataFrame:
-    raw = path.read_bytes()
-    if raw.startswith(b"\xef\xbb\xbf"):
-        raw = raw[3:]
+def _csv_chunks(path: Path, source: str, chunk_bytes: int) -> Iterator[tuple[pl.DataFrame, Rejects]]:
+    """The file's records with reader columns and the rows refused while reading them: the
+    whole file at once up to ``chunk_bytes`` bytes, else a block of whole lines at a time."""
     sep = "\t" if path.suffix.lower() == ".tsv" else ","
+    if path.stat().st_size > chunk_bytes:
+        yield from _csv_blocks(path, sep, source, chunk_bytes)
+        return
+    raw = path.read_bytes()
+    if raw.startswith(BOM):
+        raw = raw[3:]
     if b'"' in raw:                         # quoted fields: only a real CSV parser splits them right
-        return _csv_quoted(raw, sep, source, str(path), rejects)
+        yield from _csv_quoted(iter(raw.split(b"\n")), sep, source, str(path))
+        return
     # no quoting: a record is a line, so Polars splits and counts fields exactly
+    rejects = Rejects()
     lines = read_lines(path, source, rejects)
     if lines.height == 0:
-        return pl.DataFrame()
-    return split_fields(lines.slice(1), _header(lines["line"][0].split(sep), str(path)), sep)
+        yield pl.DataFrame(), rejects
+        return
+    yield split_fields(lines.slice(1), _header(lines["line"][0].split(sep), str(path)), sep), rejects
 
 
-def _read_parquet(path: Path) -> pl.DataFrame:
+def _csv_blocks(path: Path, sep: str, source: str, chunk_bytes: int) -> Iterator[tuple[pl.DataFrame, Rejects]]:
+    """A big CSV block by block (cut after a line break). From the first block holding a
+    ``"`` on, the csv module reads the rest (a quoted field may hold line breaks)."""
+    with open(path, "rb") as fh:
+        line_no, header, carry, first = 1, None, b"", True
+        while True:
+            data = fh.read(chunk_bytes)
+            block = carry + data
+            if first:
+                first = False
+                block = block[3:] if block.startswith(BOM) else block
+            if data:
+                cut = block.rfind(b"\n")
+                if cut < 0:                      # a line longer than a block: read on
+                    carry = block
+                    continue
+                block, carry = block[:cut + 1], block[cut + 1:]
+            else:
+                carry = b""
+            if not block:
+                return
+            if b'"' in block:
+                rest = iter(lambda: fh.read(chunk_bytes), b"")
+                yield from _csv_quoted(_split_lines(itertools.chain([block + carry], rest)), sep, source,
+                                       str(path), first_line=line_no, header=header,
+                                       chunk_rows=QUOTED_CHUNK_ROWS)
+                return
+            rejects = Rejects()
+            lines = read_lines(path, source, rejects, data=block, first_record=line_no)
+            line_no += block.count(b"\n")
+            if header is None and lines.height:
+                header = _header(lines["line"][0].split(sep), str(path))
+                lines = lines.slice(1)
+            yield (split_fields(lines, header, sep) if header is not None else pl.DataFrame()), rejects
+
+
+def _parquet_chunks(path: Path, chunk_rows: int) -> Iterator[pl.DataFrame]:
+    """The file's rows, ``chunk_rows`` at a time, with reader columns (record = 1-based row)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    def bad(exc: Exception) -> MusicrecError:
+        return MusicrecError(f"{path}: not a readable Parquet file ({str(exc).splitlines()[0]})")
+
     try:
-        df = pl.read_parquet(path)
-    except (pl.exceptions.PolarsError, OSError) as exc:
-        raise MusicrecError(f"{path}: not a readable Parquet file ({str(exc).splitlines()[0]})") from None
+        pf = pq.ParquetFile(path)
+        n_rows = pf.metadata.num_rows
+    except (pa.ArrowException, OSError) as exc:
+        raise bad(exc) from None
+    if n_rows <= chunk_rows:
+        try:
+            yield _with_reader_columns(pl.read_parquet(path), 0)
+        except (pl.exceptions.PolarsError, OSError) as exc:
+            raise bad(exc) from None
+        return
+    offset = 0
+    try:
+        for batch in pf.iter_batches(batch_size=chunk_rows):
+            df = pl.from_arrow(batch)
+            yield _with_reader_columns(df, offset)
+            offset += df.height
+    except (pa.ArrowException, OSError) as exc:
+        raise bad(exc) from None
+
+
+def _with_reader_columns(df: pl.DataFrame, offset: int) -> pl.DataFrame:
+    # no "line" column: ``_one`` writes the raw text of rejected rows only
     return df.select(pl.all().name.prefix(PREFIX)).with_columns(
-        record=pl.int_range(1, pl.len() + 1, dtype=pl.Int64), reason=pl.lit(None, pl.String),
-        line=pl.concat_str([pl.col(PREFIX + c).cast(pl.String).fill_null("") for c in df.columns], separator=","))
+        record=pl.int_range(offset + 1, offset + pl.len() + 1, dtype=pl.Int64), reason=pl.lit(None, pl.String))
 
 
 def _time_expr(col: str, dtype) -> pl.Expr:
@@ -140,11 +253,17 @@ def _time_expr(col: str, dtype) -> pl.Expr:
             .cast(pl.Datetime("us", "UTC"))
     if dtype == pl.Date:
         return pl.col(col).cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
+    if dtype.is_numeric():          # Unix seconds already: no text round trip (a number is never ISO)
+        secs = pl.col(col).cast(pl.Float64)
+        ok = secs.is_finite() & (secs >= 0) & (secs < MAX_EPOCH_S)
+        return pl.when(ok).then((secs * 1_000_000).round().cast(pl.Int64)).cast(pl.Datetime("us")) \
+            .dt.replace_time_zone("UTC")
     return pl.coalesce(epoch_expr(col), iso_expr(col))
 
 
-def _one(path: Path, fmt: str, columns, source: str, user: str | None, rejects: Rejects) -> pl.DataFrame:
-    df = _read_parquet(path) if fmt == "parquet" else _read_csv(path, source, rejects)
+def _one(df: pl.DataFrame, path: Path, columns, source: str, user: str | None, rejects: Rejects) -> pl.DataFrame:
+    """Valid rows of one chunk (reader columns in, ``_user``, ``_artist``, ... out); the others
+    go to ``rejects``."""
     present = [c[len(PREFIX):] for c in df.columns if c.startswith(PREFIX)]
     if df.height == 0:
         return df
@@ -152,7 +271,11 @@ def _one(path: Path, fmt: str, columns, source: str, user: str | None, rejects: 
     m = {canonical: PREFIX + name for canonical, name in _mapping(columns, present, path, user).items()}
 
     def col(c: str) -> pl.Expr:
-        return pl.col(m[c]).cast(pl.String).str.strip_chars().replace("", None) if c in m else pl.lit(None, pl.String)
+        if c not in m:
+            return pl.lit(None, pl.String)
+        if df.schema[m[c]].is_integer():    # an integer's text is never blank nor padded
+            return pl.col(m[c]).cast(pl.String)
+        return pl.col(m[c]).cast(pl.String).str.strip_chars().replace("", None)
 
     def num(c: str) -> pl.Expr:
         if c not in m:
@@ -183,30 +306,60 @@ def _one(path: Path, fmt: str, columns, source: str, user: str | None, rejects: 
         (raw("ms_played").is_not_null() & (pl.col("_ms").is_null() | (pl.col("_ms") < 0)),
          pl.format("bad ms_played '{}'", raw("ms_played"))),
     )
+    if "line" not in df.columns:    # Parquet: the row as text, for the rejected rows only
+        fields = [pl.col(PREFIX + c).cast(pl.String).fill_null("") for c in present]
+        bad = df.filter(pl.col("reason").is_not_null()).with_columns(line=pl.concat_str(fields, separator=","))
+        take_valid(bad, source, str(path), rejects)
+        df = df.filter(pl.col("reason").is_null()).with_columns(line=pl.lit(None, pl.String))
     return take_valid(df, source, str(path), rejects).select(
         "record", "_user", "_artist", "_track", "_session", "_artist_name", "_track_name", "_ts", "_count", "_ms")
 
 
-def read_tabular(path, fmt: str = "csv", columns: dict | None = None, source: str = "csv",
-                 user: str | None = None) -> SourceTables:
-    """Read a CSV/TSV or Parquet listening log (a file or a folder of them); see the module docstring."""
+def iter_tabular(path, fmt: str = "csv", columns: dict | None = None, source: str = "csv",
+                 user: str | None = None, chunk_rows: int | None = None) -> Iterator[SourceTables]:
+    """Read a CSV/TSV or Parquet listening log (a file or a folder of them) as chunks: one per
+    file, and one per ``chunk_rows`` rows of a bigger Parquet file (see the module docstring).
+
+    Every file yields at least one chunk (maybe without plays), so each input file is listed
+    once in some chunk's ``files``. Raises ``MusicrecError`` at the end when no row was valid.
+    ``chunk_rows`` defaults to ``CHUNK_ROWS``.
+    """
+    chunk_rows = chunk_rows or CHUNK_ROWS
     if not source or ":" in source:
         raise MusicrecError(f"bad source name {source!r} (want a short name without ':')")
     patterns = ("*.parquet",) if fmt == "parquet" else ("*.csv", "*.tsv")
     files = input_files(path, patterns, fmt)
-    rejects = Rejects()
-    parts = [p for p in (_one(f, fmt, columns, source, user, rejects) for f in files) if p.height]
-    if not parts:
-        raise no_rows_error(fmt, files, rejects)
-    df = pl.concat(parts)
+    seen = Rejects()              # every chunk's rejects, for the error when nothing was valid
+    any_rows = False
+    for f in files:
+        if fmt == "parquet":
+            frames = ((df, Rejects()) for df in _parquet_chunks(f, chunk_rows))
+        else:
+            frames = _csv_chunks(f, source, CSV_CHUNK_BYTES)
+        for df, rejects in frames:
+            df = _one(df, f, columns, source, user, rejects) if df.height else pl.DataFrame()
+            seen.rows.extend(rejects.rows)
+            any_rows = any_rows or df.height > 0
+            yield _tables(df, source, rejects, [str(f)])
+    if not any_rows:
+        raise no_rows_error(fmt, files, seen)
+
+
+def _tables(df: pl.DataFrame, source: str, rejects: Rejects, files: list[str]) -> SourceTables:
+    """A chunk's valid rows (from ``_one``) as keyed source tables."""
+    if df.height == 0:
+        return SourceTables(source, schema.empty(schema.SOURCE_PLAYS), rejects=rejects, files=files)
     prefix = pl.lit(f"{source}:")
     artist_name = pl.coalesce("_artist_name", "_artist")
+    # name keys (a Python call per distinct name) only when some row has no id to key on
+    no_artist_id, no_track_id = df["_artist"].null_count() > 0, df["_track"].null_count() > 0
     df = df.with_columns(
         user_key=prefix + pl.col("_user"),
         artist_key=pl.when(pl.col("_artist").is_not_null()).then(prefix + pl.col("_artist"))
-        .otherwise(name_keys(df["_artist_name"])),
+        .otherwise(name_keys(df["_artist_name"]) if no_artist_id else pl.lit(None, pl.String)),
         track_key=pl.when(pl.col("_track").is_not_null()).then(prefix + pl.col("_track"))
-        .otherwise(track_name_keys(df.select(artist_name).to_series(), df["_track_name"])),
+        .otherwise(track_name_keys(df.select(artist_name).to_series(), df["_track_name"]) if no_track_id
+                   else pl.lit(None, pl.String)),
     )
     plays = df.select("user_key", "artist_key", "track_key", timestamp="_ts", play_count="_count",
                       ms_played="_ms", session_key="_session", source_row="record")
@@ -214,8 +367,13 @@ def read_tabular(path, fmt: str = "csv", columns: dict | None = None, source: st
     tracks = first_per_key(df.select("track_key", "artist_key", source_id="_track",
                                      name=pl.coalesce("_track_name", "_track")), "track_key")
     users = first_per_key(df.select("user_key", source_id="_user"), "user_key")
-    return SourceTables(source, plays, artists=artists, tracks=tracks, users=users, rejects=rejects,
-                        files=[str(f) for f in files])
+    return SourceTables(source, plays, artists=artists, tracks=tracks, users=users, rejects=rejects, files=files)
+
+
+def read_tabular(path, fmt: str = "csv", columns: dict | None = None, source: str = "csv",
+                 user: str | None = None) -> SourceTables:
+    """Read a CSV/TSV or Parquet listening log (a file or a folder of them); see the module docstring."""
+    return concat_tables(iter_tabular(path, fmt, columns, source, user))
 
 
 def read_csv(path, columns: dict | None = None, source: str = "csv", user: str | None = None) -> SourceTables:
@@ -226,3 +384,15 @@ def read_csv(path, columns: dict | None = None, source: str = "csv", user: str |
 def read_parquet(path, columns: dict | None = None, source: str = "csv", user: str | None = None) -> SourceTables:
     """Parquet listening log; see the module docstring."""
     return read_tabular(path, "parquet", columns, source, user)
+
+
+def iter_csv(path, columns: dict | None = None, source: str = "csv", user: str | None = None) -> Iterator[SourceTables]:
+    """CSV (or ``.tsv``) listening log as chunks (one per file); see :func:`iter_tabular`."""
+    return iter_tabular(path, "csv", columns, source, user)
+
+
+def iter_parquet(path, columns: dict | None = None, source: str = "csv",
+                 user: str | None = None) -> Iterator[SourceTables]:
+    """Parquet listening log as chunks (per file, and per ``CHUNK_ROWS`` rows of a bigger file);
+    see :func:`iter_tabular`."""
+    return iter_tabular(path, "parquet", columns, source, user)

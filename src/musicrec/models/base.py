@@ -9,15 +9,14 @@ unchanged; ``fit`` validates, learns state into attributes ending in ``_`` and r
 from __future__ import annotations
 
 import inspect
-import json
 import math
 import os
 from typing import ClassVar
 
 import numpy as np
 
-from musicrec import MusicrecError, __version__
-from musicrec.features.interactions import Histories, Interactions, atomic_savez, atomic_write_json
+from musicrec import MusicrecError, __version__, fsio
+from musicrec.features.interactions import Histories, Interactions, atomic_savez, atomic_write_json, load_arrays
 
 
 def topk(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -218,12 +217,13 @@ class Recommender:
         pass
 
     def save(self, path: str) -> None:
-        """Write config.json, state.npz and interactions.npz into directory ``path``."""
+        """Write config.json, state.npz and interactions.npz into directory ``path`` (a local
+        path or fsspec URL); each file is written atomically, config.json last."""
         self._check_fitted()
-        os.makedirs(path, exist_ok=True)
+        fsio.makedirs(path)
         self.train_.save(path)
-        atomic_savez(os.path.join(path, "state.npz"), self._state())
-        atomic_write_json(os.path.join(path, "config.json"),
+        atomic_savez(fsio.join(path, "state.npz"), self._state())
+        atomic_write_json(fsio.join(path, "config.json"),
                           {"model": self.name, "musicrec_version": __version__,
                            # numpy scalars (e.g. from a search space) are stored as plain JSON numbers
                            "params": {k: v.item() if isinstance(v, np.generic) else v
@@ -231,16 +231,25 @@ class Recommender:
 
     @classmethod
     def load_from(cls, path: str, params: dict) -> "Recommender":
+        """A model of this class with ``params`` and the state saved in ``path`` (local path or
+        fsspec URL); a missing or unreadable file is a one-line MusicrecError."""
         model = cls(**params)
         model.train_ = Interactions.load(path)
-        with np.load(os.path.join(path, "state.npz"), allow_pickle=False) as z:
-            model._set_state({k: z[k] for k in z.files})
+        model._set_state(load_arrays(fsio.join(path, "state.npz")))
         return model
 
 
 def read_config(path: str) -> dict:
-    cfg = os.path.join(path, "config.json")
-    if not os.path.isfile(cfg):
+    """The ``config.json`` of model directory ``path`` (local path or fsspec URL)."""
+    cfg = fsio.join(os.fspath(path), "config.json")
+    try:
+        present = fsio.isfile(cfg)
+        config = fsio.read_json(cfg) if present else None
+    except (OSError, ValueError) as exc:
+        text = str(exc).strip().splitlines()
+        raise MusicrecError(f"{path}: unreadable model config ({text[0] if text else type(exc).__name__})") from None
+    if not present:
         raise MusicrecError(f"{path}: not a model directory (no config.json)")
-    with open(cfg, encoding="utf-8") as fh:
-        return json.load(fh)
+    if not isinstance(config, dict) or "model" not in config:
+        raise MusicrecError(f"{path}: config.json does not name a model")
+    return config

@@ -54,7 +54,8 @@ class NeuralRecommender(Recommender):
 
     def fit(self, train: Interactions, valid: Callable[["Recommender"], float] | None = None,
             checkpoint_dir: str | None = None, resume: bool = False, progress: bool = False,
-            on_epoch: Callable[[int, float | None], None] | None = None) -> "NeuralRecommender":
+            on_epoch: Callable[[int, float | None], None] | None = None,
+            distill=None) -> "NeuralRecommender":
         """Learn from ``train``; returns self.
 
         Parameters
@@ -73,14 +74,22 @@ class NeuralRecommender(Recommender):
         on_epoch : callable(epoch, value), optional
             Called after every epoch with the validation value (None without ``valid``), e.g.
             to report to Optuna; an exception it raises (``optuna.TrialPruned``) propagates.
+        distill : models.compress.Distillation, optional
+            Learn from a fitted teacher's soft targets as well as from the next items (knowledge
+            distillation; sequence models only). See ``models.compress``.
         """
+        if distill is not None:
+            distill.check(self, train)
         self._valid, self._on_epoch = valid, on_epoch
         self._checkpoint_dir, self._resume, self._progress = checkpoint_dir, resume, progress
+        self._distill = distill
         try:
             return super().fit(train)
         finally:
-            self._valid = self._on_epoch = self._checkpoint_dir = None
+            self._valid = self._on_epoch = self._checkpoint_dir = self._distill = None
             self._resume = self._progress = False
+            if distill is not None:
+                distill.release()
 
     def _trainer_config(self) -> TrainerConfig:
         # grad_clip / amp are optional hyperparameters a subclass may expose
@@ -106,6 +115,9 @@ class NeuralRecommender(Recommender):
         self._validate()
         seed_everything(self.seed)
         self.device_ = pick_device(self.device)
+        # new weights: an ONNX scorer or fp16 storage of earlier weights no longer applies
+        self.__dict__.pop("scorer_", None)
+        self.__dict__.pop("fp16_", None)
         self.net_ = self._build_net(train.n_items, train.n_users)
         self._sampler = torch.Generator(device="cpu").manual_seed(self.seed + 1)
         data = self._training_data(train)
@@ -116,8 +128,12 @@ class NeuralRecommender(Recommender):
         params = {k: v.item() if isinstance(v, np.generic) else v for k, v in self.get_params().items()
                   if k not in ("epochs", "patience", "device")}
         fingerprint = {"model": self.name, "params": params, "n_items": train.n_items, "n_users": train.n_users}
+        distill = getattr(self, "_distill", None)
+        if distill is not None:
+            fingerprint["distill"] = distill.describe()
+        loss_fn = self._loss if distill is None else distill.loss_fn(self)
         result = Trainer(self._trainer_config()).fit(
-            self.net_, self._loss, data, validate=(lambda: valid(self)) if valid else None,
+            self.net_, loss_fn, data, validate=(lambda: valid(self)) if valid else None,
             on_epoch=getattr(self, "_on_epoch", None), extra_rng=generators, fingerprint=fingerprint)
         self.net_.to("cpu").eval()
         self.device_ = pick_device("cpu")
@@ -189,6 +205,11 @@ class NeuralRecommender(Recommender):
     # ------------------------------------------------------------ persistence
     def _state(self) -> dict[str, np.ndarray]:
         state = {f"net.{k}": v.detach().cpu().numpy() for k, v in self.net_.state_dict().items()}
+        if getattr(self, "fp16_", False):       # compressed storage (models.compress.to_fp16)
+            from musicrec.models.compress import embedding_keys
+
+            for key in embedding_keys(self.net_):
+                state[f"net.{key}"] = state[f"net.{key}"].astype(np.float16)
         state["best_epoch"] = np.array(self.best_epoch_)
         return state
 
@@ -197,10 +218,28 @@ class NeuralRecommender(Recommender):
 
         self.device_ = pick_device("cpu")
         self.net_ = self._build_net(self.train_.n_items, self.train_.n_users)
-        self.net_.load_state_dict({k[4:]: torch.from_numpy(v) for k, v in arrays.items() if k.startswith("net.")})
+        # float16 tables (stored compressed) are scored in float32
+        self.net_.load_state_dict({k[4:]: torch.from_numpy(v.astype(np.float32) if v.dtype == np.float16 else v)
+                                   for k, v in arrays.items() if k.startswith("net.")})
         self.net_.eval()
+        if any(v.dtype == np.float16 for v in arrays.values()):
+            self.fp16_ = True
         self.best_epoch_ = int(arrays.get("best_epoch", 0))
         self.history_ = []
+
+    @classmethod
+    def load_from(cls, path: str, params: dict) -> "NeuralRecommender":
+        model = super().load_from(path, params)
+        from musicrec.models.onnx_runtime import attach
+
+        attach(model, path)          # scores through ONNX Runtime when the folder has an export
+        return model
+
+    @property
+    def scorer(self) -> str:
+        """What computes the query vectors: "torch" or "onnxruntime:<file>"."""
+        onnx = getattr(self, "scorer_", None)
+        return "torch" if onnx is None else f"{onnx.kind}:{onnx.name}"
 
     def n_parameters(self) -> int:
         return sum(p.numel() for p in self.net_.parameters())
@@ -273,12 +312,22 @@ class SequenceRecommender(NeuralRecommender):
         import torch
 
         x = torch.from_numpy(left_pad(histories.sequences, self.max_len))
+        onnx = getattr(self, "scorer_", None)
         for lo in range(0, len(x), batch_size):
+            if onnx is not None:                 # an ONNX export of this network (models.onnx_runtime)
+                xb = x[lo:lo + batch_size]
+                yield lo, torch.from_numpy(onnx.queries(xb.numpy())), xb
+                continue
             xb = x[lo:lo + batch_size].to(self.device_)
             yield lo, self.net_(xb)[:, -1, :], xb
 
     def _items(self):
-        return self.net_.item_embeddings()
+        onnx = getattr(self, "scorer_", None)
+        if onnx is None:
+            return self.net_.item_embeddings()
+        import torch
+
+        return torch.from_numpy(onnx.items)
 
     def item_similarity(self, items: np.ndarray) -> np.ndarray:
         """Cosine of output item embeddings, (B, I)."""

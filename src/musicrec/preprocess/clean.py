@@ -8,6 +8,7 @@ the user) so that it could run on user partitions of a distributed engine; only
 
 from __future__ import annotations
 
+import numpy as np
 import polars as pl
 
 from musicrec import MusicrecError, schema
@@ -53,21 +54,49 @@ def dedupe(plays: Frame, window_s: float = 0) -> Frame:
     dropped here, because two counts for the same pair add up rather than repeat.
     """
     lf, eager = _lazy(plays)
-    lf = lf.with_row_index("_row")
     timed = pl.col("timestamp").is_not_null()
-    # First occurrence of each exact event key among timed rows.
-    first = pl.col("_row") == pl.col("_row").min().over(DUPLICATE_KEY)
-    keep = ~timed | first
-    if window_s and window_s > 0:
-        # Gap to the previous play of the same track by the same user, in time order.
-        gap_us = (
-            pl.col("timestamp").dt.epoch("us")
-            .diff()
-            .over(["user_id", "track_id"], order_by=["timestamp", "_row"])
-        )
-        repeat = timed & pl.col("track_id").is_not_null() & (gap_us <= int(window_s * 1e6))
-        keep = keep & ~repeat.fill_null(False)
+    if not (window_s and window_s > 0):
+        if eager and grouped_in_time_order(plays):
+            return _dedupe_sorted(plays)
+        # First occurrence of each exact event key among timed rows.
+        return _like(lf.filter(~timed | pl.struct(DUPLICATE_KEY).is_first_distinct()), eager)
+    lf = lf.with_row_index("_row")
+    keep = ~timed | (pl.col("_row") == pl.col("_row").min().over(DUPLICATE_KEY))
+    # Gap to the previous play of the same track by the same user, in time order.
+    gap_us = (
+        pl.col("timestamp").dt.epoch("us")
+        .diff()
+        .over(["user_id", "track_id"], order_by=["timestamp", "_row"])
+    )
+    repeat = timed & pl.col("track_id").is_not_null() & (gap_us <= int(window_s * 1e6))
+    keep = keep & ~repeat.fill_null(False)
     return _like(lf.filter(keep).drop("_row"), eager)
+
+
+def grouped_in_time_order(plays: pl.DataFrame) -> bool:
+    """Whether rows are sorted by (user_id, timestamp), nulls first, as the store writes them
+    (a linear check, far cheaper than a sort)."""
+    user, t = pl.col("user_id"), pl.col("timestamp")
+    prev_user, prev_t = user.shift(1), t.shift(1)
+    user_up = prev_user.is_null() | (user.is_not_null() & (user > prev_user))
+    time_up = prev_t.is_null() | (t.is_not_null() & (t >= prev_t))
+    ok = pl.when(user.eq_missing(prev_user)).then(time_up).otherwise(user_up)
+    return bool(plays.select(ok.all()).item())
+
+
+def _dedupe_sorted(plays: pl.DataFrame) -> pl.DataFrame:
+    """:func:`dedupe` (no window) of plays grouped by user in time order: exact duplicates share
+    (user, timestamp), so only rows in a run of equal (user, timestamp) need the key check."""
+    user, t = pl.col("user_id"), pl.col("timestamp")
+    tie = ((user.eq_missing(user.shift(1)) & t.eq_missing(t.shift(1)))
+           | (user.eq_missing(user.shift(-1)) & t.eq_missing(t.shift(-1))))
+    drop = (plays.with_row_index("_row").filter(t.is_not_null() & tie)
+            .filter(~pl.struct(DUPLICATE_KEY).is_first_distinct())["_row"])
+    if drop.len() == 0:
+        return plays
+    keep = np.ones(plays.height, dtype=bool)
+    keep[drop.to_numpy()] = False       # a mask: cheaper than an is_in over every row
+    return plays.filter(pl.Series(keep))
 
 
 def drop_short_plays(plays: Frame, min_ms: int = 30_000) -> tuple[Frame, int]:

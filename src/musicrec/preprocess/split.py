@@ -387,11 +387,6 @@ def user_table(store, user_ids) -> pl.DataFrame:
     return schema.conform(ids.join(users, on="user_id", how="left"), schema.SPLIT_USERS)
 
 
-def default_item_level(plays: pl.DataFrame) -> str:
-    """``"track"`` when any play has a track id, else ``"artist"``."""
-    return "track" if plays["track_id"].null_count() < plays.height else "artist"
-
-
 def _protocol_kwargs(fn, name: str, params: dict, seed: int) -> dict:
     accepted = [p for p in inspect.signature(fn).parameters if p != "events"]
     unknown = sorted(set(params) - set(accepted))
@@ -402,6 +397,115 @@ def _protocol_kwargs(fn, name: str, params: dict, seed: int) -> dict:
     if "seed" in accepted:
         kwargs["seed"] = seed
     return kwargs
+
+
+# ----------------------------------------------------------------------------- per partition
+def partition_profile(url: str, sources: list[str] | None = None, min_ms: int = 30_000) -> dict:
+    """What the global checks of :func:`make_split` need from one play partition.
+
+    Returns ``{"sources": [...], "plays": int, "with_track": int}``: the partition's source
+    names, its plays from ``sources`` (all when None) and how many of those that are not short
+    (``min_ms``) have a track id. Reads only three columns.
+    """
+    from musicrec.store import read_play_partition
+
+    plays = read_play_partition(url, columns=["source", "track_id", "ms_played"])
+    known = plays["source"].drop_nulls().unique().to_list()
+    if sources:
+        plays = plays.filter(pl.col("source").is_in(list(sources)))
+    # dedupe never drops the last copy of a play, so it cannot change whether a track id is left
+    kept, _ = drop_short_plays(plays, min_ms)
+    return {"sources": known, "plays": plays.height, "with_track": kept["track_id"].drop_nulls().len()}
+
+
+def clean_partition(
+    url: str,
+    item_level: str,
+    sources: list[str] | None = None,
+    min_ms: int = 30_000,
+    session_gap_s: float = 1800,
+) -> dict:
+    """The per-listener cleaning steps of :func:`make_split` on one play partition.
+
+    Keep ``sources`` -> :func:`dedupe` -> :func:`drop_short_plays` -> :func:`sessionize` ->
+    :func:`to_events`. Every step works within one listener, and a partition holds all plays
+    of its listeners (``Store.play_partitions``), so the union over partitions equals the
+    steps run on all plays at once, up to row order and session numbering (see
+    :func:`combine_partitions`).
+
+    Parameters
+    ----------
+    url : str
+        One partition from ``Store.play_partitions()`` (a local path or fsspec URL).
+    item_level : {"artist", "track"}
+
+    Returns
+    -------
+    dict with ``events`` (``schema.SPLIT_EVENTS``, session ids numbered within this partition),
+    ``sessions`` (one row per listener: ``user_id``, ``first`` = their first local session id,
+    ``n`` = their number of sessions, all int64) and the step counts ``plays``,
+    ``dropped_duplicates``, ``dropped_short``, ``dropped_no_item``.
+    """
+    from musicrec.store import read_play_partition
+
+    plays = read_play_partition(url)
+    if sources:
+        plays = plays.filter(pl.col("source").is_in(list(sources)))
+    n_raw = plays.height
+    plays = dedupe(plays)
+    n_dupes = n_raw - plays.height
+    plays, n_short = drop_short_plays(plays, min_ms)
+    n_no_item = plays[f"{item_level}_id"].null_count()
+    sessions = sessionize(plays, gap_s=session_gap_s)
+    # a listener's sessions are numbered consecutively (sessionize sorts by user first)
+    per_user = (sessions.group_by("user_id")
+                .agg(pl.col("session_id").min().alias("first"), pl.col("session_id").n_unique().alias("n"))
+                .select(pl.col("user_id").cast(pl.Int64), pl.col("first").cast(pl.Int64), pl.col("n").cast(pl.Int64)))
+    events = schema.conform(to_events(sessions, item_level=item_level), schema.SPLIT_EVENTS)
+    return {"events": events, "sessions": per_user, "plays": n_raw, "dropped_duplicates": n_dupes,
+            "dropped_short": n_short, "dropped_no_item": n_no_item}
+
+
+def combine_partitions(parts: list[dict]) -> pl.DataFrame:
+    """Events of all partitions (:func:`clean_partition` results, in partition order) in the
+    order and with the session ids that the same steps give on all plays at once.
+
+    Session ids: on all plays they are 0, 1, 2, ... over listeners in id order, then session
+    start; here listener ``u``'s local ids ``first .. first + n - 1`` become ``offset(u) ..``,
+    where ``offset(u)`` counts the sessions of all listeners with a smaller id (nulls first).
+    Rows: :func:`to_events` puts the aggregated (untimed) rows before the timed ones, each
+    listener's rows together in id order; a stable sort on (timed, user_id) restores that,
+    keeping each listener's own row order from its partition.
+
+    ``parts`` is emptied as it goes, so that each partition's frame is freed once renumbered.
+    """
+    sessions = pl.concat([p["sessions"] for p in parts], how="vertical")
+    if sessions["user_id"].is_duplicated().any():
+        raise MusicrecError("the store's play partitions share listeners; re-ingest the store")
+    shift = sessions.sort("user_id", nulls_last=False).select(
+        "user_id", (pl.col("n").cum_sum() - pl.col("n") - pl.col("first")).alias("_shift"))
+    renumbered = []
+    while parts:
+        events = parts.pop(0)["events"]
+        renumbered.append(
+            events.join(shift, on="user_id", how="left", maintain_order="left", nulls_equal=True)
+            .with_columns((pl.col("session_id") + pl.col("_shift")).alias("session_id")).drop("_shift"))
+    events = pl.concat(renumbered, how="vertical", rechunk=False)
+    del renumbered
+    events = events.sort([pl.col("timestamp").is_not_null(), pl.col("user_id")],
+                         nulls_last=False, maintain_order=True)
+    return schema.conform(events, schema.SPLIT_EVENTS)
+
+
+def _engine(engine):
+    """An engine object from None (local), a name or an engine; and whether we created it."""
+    from musicrec.engine import LocalEngine, make_engine
+
+    if engine is None:
+        return LocalEngine(), False
+    if isinstance(engine, str):
+        return make_engine(engine), True
+    return engine, False
 
 
 def make_split(
@@ -415,6 +519,7 @@ def make_split(
     k_core_user: int = 0,
     k_core_item: int = 0,
     sources: list[str] | None = None,
+    engine=None,
     **protocol_params,
 ) -> Split:
     """Clean a store's plays, run a protocol, attach names and tags, optionally save.
@@ -424,32 +529,60 @@ def make_split(
     :func:`to_events` (``item_level``; default track when plays have track ids) ->
     :func:`k_core` (when a threshold is > 0) -> the protocol (``protocol_params``).
     ``meta["preprocess"]`` records the parameters and how many rows each step dropped.
+
+    Parameters
+    ----------
+    store_url : str
+        Store folder or fsspec URL (``s3://bucket/store``).
+    out : str, optional
+        Split folder or fsspec URL to write (:meth:`Split.save`).
+    engine : None, "local", "ray" or an engine (``musicrec.engine``)
+        Where the per-listener steps run. The steps up to :func:`to_events` run once per play
+        partition (:func:`clean_partition`, mapped by the engine); the driver then combines the
+        partitions (:func:`combine_partitions`), so the result is the same, row for row,
+        whatever the engine and however the store is partitioned. Global steps stay in the
+        driver: checking the sources and choosing the default item level (a light pass over
+        three columns, :func:`partition_profile`), the k-core (a listener's removal can drop an
+        item everywhere) and the protocol (user-holdout ranks per user, but temporal and
+        session-lastday cut on global times and every protocol drops items unseen in train).
+        None runs everything in this process.
     """
     fn = protocol_function(protocol)
     kwargs = _protocol_kwargs(fn, protocol, protocol_params, seed)
     if item_level not in (None, "artist", "track"):
         raise MusicrecError(f"unknown item level {item_level!r}; choose artist or track")
     store = open_store(store_url)
-    plays = store.scan("plays")
-    if sources:
-        known = plays.select(pl.col("source").unique()).collect()["source"].drop_nulls().to_list()
-        unknown = sorted(set(sources) - set(known))
-        if unknown:
-            raise MusicrecError(f"source(s) {', '.join(unknown)} not in the store; it has: {', '.join(sorted(known))}")
-        plays = plays.filter(pl.col("source").is_in(list(sources)))
-    plays = schema.conform(plays.collect(), schema.STORE_PLAYS)
-    if plays.height == 0:
+    urls = store.play_partitions()
+    runner, owned = _engine(engine)
+    try:
+        sources = list(sources) if sources else None
+        if sources or item_level != "artist":
+            profiles = runner.map(partition_profile, urls, sources=sources, min_ms=min_ms)
+            if sources:
+                known = sorted({s for p in profiles for s in p["sources"]})
+                unknown = sorted(set(sources) - set(known))
+                if unknown:
+                    raise MusicrecError(
+                        f"source(s) {', '.join(unknown)} not in the store; it has: {', '.join(known)}")
+            if sum(p["plays"] for p in profiles) == 0:
+                raise MusicrecError(
+                    f"{store_url}: the store has no plays{' for ' + ', '.join(sources) if sources else ''}")
+            has_track = sum(p["with_track"] for p in profiles) > 0
+            level = item_level or ("track" if has_track else "artist")
+            if level == "track" and not has_track:
+                raise MusicrecError("these plays have no track ids (artist-level data); use --item artist")
+        else:
+            level = "artist"
+        parts = runner.map(clean_partition, urls, item_level=level, sources=sources, min_ms=min_ms,
+                           session_gap_s=session_gap_s)
+    finally:
+        if owned:
+            runner.close()
+    counts = {key: sum(p[key] for p in parts) for key in ("plays", "dropped_duplicates", "dropped_short",
+                                                          "dropped_no_item")}
+    if counts["plays"] == 0:
         raise MusicrecError(f"{store_url}: the store has no plays{' for ' + ', '.join(sources) if sources else ''}")
-    n_raw = plays.height
-    plays = dedupe(plays)
-    n_dupes = n_raw - plays.height
-    plays, n_short = drop_short_plays(plays, min_ms)
-    level = item_level or default_item_level(plays)
-    if level == "track" and plays["track_id"].null_count() == plays.height:
-        raise MusicrecError("these plays have no track ids (artist-level data); use --item artist")
-    n_plays = plays.height
-    events = to_events(sessionize(plays, gap_s=session_gap_s), item_level=level)
-    n_no_item = n_plays - plays.filter(pl.col(f"{level}_id").is_not_null()).height
+    events = combine_partitions(parts)      # empties parts
     n_events = events.height
     if k_core_user > 0 or k_core_item > 0:
         events = k_core(events, min_user=k_core_user, min_item=k_core_item)
@@ -464,9 +597,9 @@ def make_split(
     split.meta.update(
         item_level=level, seed=seed, store=str(store_url),
         preprocess=dict(
-            sources=list(sources) if sources else None, min_ms=min_ms, session_gap_s=session_gap_s,
-            k_core_user=k_core_user, k_core_item=k_core_item, plays=n_raw, dropped_duplicates=n_dupes,
-            dropped_short=n_short, dropped_no_item=n_no_item, dropped_k_core=n_events - events.height,
+            sources=sources, min_ms=min_ms, session_gap_s=session_gap_s,
+            k_core_user=k_core_user, k_core_item=k_core_item, **counts,
+            dropped_k_core=n_events - events.height,
         ),
     )
     if out is not None:

@@ -9,7 +9,12 @@ Layout of a split folder::
     meta.json   # {"protocol", "evaluation": "user"|"session", "item_level": "artist"|"track",
                 #  "seed", "params", "store", "counts"}
 
-A folder is written under a temporary name and renamed, so a split is never half-written.
+The folder may be a local path or any fsspec URL (``s3://bucket/split``). A local folder is
+written under a temporary name and renamed, so a split is never half-written and an older split
+at that path is replaced as a whole. Object stores have no folder rename: there the old folder's
+``meta.json`` is deleted first, then the old files, then the new tables are written (each file
+atomically) and ``meta.json`` comes last, as the commit marker: :meth:`Split.load` refuses a
+folder without it, so an interrupted save is never read as a split.
 """
 
 from __future__ import annotations
@@ -22,7 +27,9 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
-from musicrec import MusicrecError, schema
+from musicrec import MusicrecError, fsio, schema
+
+TABLE_FILES = ("train", "test", "valid", "items", "item_tags", "users")
 
 
 @dataclass
@@ -53,28 +60,35 @@ class Split:
         """"session" when test sessions are scored at every prefix, else "user"."""
         return self.meta.get("evaluation", "user")
 
+    def _meta_json(self) -> dict:
+        meta = dict(self.meta)
+        meta["counts"] = {
+            "train": self.train.height, "test": self.test.height,
+            "valid": None if self.valid is None else self.valid.height,
+            "train_users": self.train["user_id"].n_unique(), "train_items": self.train["item_id"].n_unique(),
+        }
+        return meta
+
+    def _tables(self) -> dict[str, pl.DataFrame]:
+        tables = {name: getattr(self, name) for name in TABLE_FILES}
+        return {name: df for name, df in tables.items() if df is not None}
+
     def save(self, path: str) -> None:
-        path = os.path.abspath(path)
+        """Write the split folder ``path`` (local path or fsspec URL), replacing any split there."""
+        path = os.fspath(path)
+        if not fsio.is_local(path):
+            self._save_remote(path)
+            return
+        path = fsio.filesystem(path)[1]     # a plain path, also for file:// URLs
         parent = os.path.dirname(path)
         os.makedirs(parent, exist_ok=True)
         tmp = os.path.join(parent, f".{os.path.basename(path)}.tmp-{uuid.uuid4().hex[:8]}")
         os.makedirs(tmp)
         try:
-            self.train.write_parquet(os.path.join(tmp, "train.parquet"))
-            self.test.write_parquet(os.path.join(tmp, "test.parquet"))
-            if self.valid is not None:
-                self.valid.write_parquet(os.path.join(tmp, "valid.parquet"))
-            self.items.write_parquet(os.path.join(tmp, "items.parquet"))
-            self.item_tags.write_parquet(os.path.join(tmp, "item_tags.parquet"))
-            self.users.write_parquet(os.path.join(tmp, "users.parquet"))
-            meta = dict(self.meta)
-            meta["counts"] = {
-                "train": self.train.height, "test": self.test.height,
-                "valid": None if self.valid is None else self.valid.height,
-                "train_users": self.train["user_id"].n_unique(), "train_items": self.train["item_id"].n_unique(),
-            }
+            for name, df in self._tables().items():
+                df.write_parquet(os.path.join(tmp, f"{name}.parquet"))
             with open(os.path.join(tmp, "meta.json"), "w", encoding="utf-8") as fh:
-                json.dump(meta, fh, indent=2, sort_keys=True, default=str)
+                json.dump(self._meta_json(), fh, indent=2, sort_keys=True, default=str)
             if os.path.isdir(path):
                 shutil.rmtree(path)
             os.replace(tmp, path)
@@ -82,18 +96,56 @@ class Split:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
 
+    def _save_remote(self, url: str) -> None:
+        fs, root = fsio.filesystem(url)
+        root = root.rstrip("/")
+        # uncommit first (meta.json is the marker), then clear what an older split left
+        if fs.exists(f"{root}/meta.json"):
+            fs.rm(f"{root}/meta.json")
+        if fs.isfile(root):
+            raise MusicrecError(f"{url} is a file, not a split folder")
+        if fs.isdir(root):
+            old = fs.find(root)
+            if old:
+                fs.rm(old)
+        for name, df in self._tables().items():
+            fsio.atomic_write(fsio.join(url, f"{name}.parquet"), df.write_parquet)
+        fsio.atomic_write_json(fsio.join(url, "meta.json"), self._meta_json())
+
     @classmethod
     def load(cls, path: str) -> "Split":
-        meta_path = os.path.join(path, "meta.json")
-        if not os.path.isfile(meta_path):
+        """Read a split folder (local path or fsspec URL); MusicrecError when it is not one."""
+        path = os.fspath(path)
+        meta_path = fsio.join(path, "meta.json")
+        try:
+            present = fsio.isfile(meta_path)
+        except (OSError, ValueError) as exc:
+            raise MusicrecError(f"{path}: cannot read the split ({_first_line(exc)})") from None
+        if not present:
             raise MusicrecError(f"{path}: not a split folder (no meta.json); make one with `musicrec split`")
-        with open(meta_path, encoding="utf-8") as fh:
-            meta = json.load(fh)
+
+        local = fsio.is_local(path)
 
         def read(name: str) -> pl.DataFrame | None:
-            p = os.path.join(path, name)
-            return pl.read_parquet(p) if os.path.isfile(p) else None
+            url = fsio.join(path, name)
+            if not fsio.isfile(url):
+                return None
+            if local:   # by path: Polars reads only what it needs, no copy of the file in memory
+                return pl.read_parquet(fsio.filesystem(url)[1])
+            with fsio.open_file(url, "rb") as fh:
+                return pl.read_parquet(fh)
 
-        return cls(train=read("train.parquet"), test=read("test.parquet"), valid=read("valid.parquet"),
-                   items=read("items.parquet"), item_tags=read("item_tags.parquet"),
-                   users=read("users.parquet"), meta=meta)
+        try:
+            meta = fsio.read_json(meta_path)
+            tables = {name: read(f"{name}.parquet") for name in TABLE_FILES}
+        except (OSError, ValueError, pl.exceptions.PolarsError) as exc:
+            raise MusicrecError(f"{path}: unreadable split ({_first_line(exc)})") from None
+        missing = [f"{name}.parquet" for name in ("train", "test") if tables[name] is None]
+        if missing:
+            raise MusicrecError(f"{path}: incomplete split folder (no {' or '.join(missing)})")
+        return cls(**tables, meta=meta)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

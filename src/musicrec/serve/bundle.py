@@ -7,18 +7,20 @@ Layout written by ``ModelBundle.save`` (and ``musicrec train``)::
     item_tags.parquet  # schema.SPLIT_ITEM_TAGS of those items (for item cards and reasons)
     users.parquet   # schema.SPLIT_USERS: original user ids
     bundle.json     # split path, protocol, item level, fit seconds
+
+The folder may be a local path or an fsspec URL (``s3://bucket/model``); every file is written
+atomically.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
 
-from musicrec import MusicrecError, schema
+from musicrec import MusicrecError, fsio, schema
 from musicrec.features.interactions import Histories, atomic_write_json
 from musicrec.models.base import Recommender
 from musicrec.serve.names import NameIndex
@@ -34,16 +36,32 @@ class Recommendation:
 
 
 def _write_parquet(df: pl.DataFrame, path: str) -> None:
-    tmp = f"{path}.tmp-{os.getpid()}"
-    df.write_parquet(tmp)
-    os.replace(tmp, path)
+    fsio.atomic_write(path, df.write_parquet)
+
+
+def _read_parquet(path: str) -> pl.DataFrame | None:
+    """The Parquet file at ``path`` (local path or fsspec URL), None when there is none."""
+    try:
+        if not fsio.isfile(path):
+            return None
+        if fsio.is_local(path):
+            return pl.read_parquet(fsio.filesystem(path)[1])
+        with fsio.open_file(path, "rb") as fh:
+            return pl.read_parquet(fh)
+    except (OSError, ValueError, pl.exceptions.PolarsError) as exc:
+        text = str(exc).strip().splitlines()
+        raise MusicrecError(f"{path}: unreadable ({text[0] if text else type(exc).__name__})") from None
 
 
 def _split_item_tags(meta: dict) -> pl.DataFrame:
     """The item tags of the split named in ``meta["split"]`` (empty when it is gone)."""
-    path = os.path.join(str(meta.get("split") or ""), "item_tags.parquet")
-    if meta.get("split") and os.path.isfile(path):
-        return pl.read_parquet(path)
+    if meta.get("split"):
+        try:
+            tags = _read_parquet(fsio.join(str(meta["split"]), "item_tags.parquet"))
+        except MusicrecError:   # the split moved or went away: tags are optional
+            tags = None
+        if tags is not None:
+            return tags
     return schema.empty(schema.SPLIT_ITEM_TAGS)
 
 
@@ -81,30 +99,41 @@ class ModelBundle:
 
     # ------------------------------------------------------------ persistence
     def save(self, path: str) -> None:
+        """Write the model and its names, tags and meta into folder ``path`` (local or fsspec URL)."""
+        path = os.fspath(path)
         self.model.save(path)
-        _write_parquet(self.items.select(list(schema.SPLIT_ITEMS)), os.path.join(path, "items.parquet"))
-        _write_parquet(self.users.select(list(schema.SPLIT_USERS)), os.path.join(path, "users.parquet"))
-        _write_parquet(self.item_tags, os.path.join(path, "item_tags.parquet"))
-        atomic_write_json(os.path.join(path, "bundle.json"), self.meta)
+        _write_parquet(self.items.select(list(schema.SPLIT_ITEMS)), fsio.join(path, "items.parquet"))
+        _write_parquet(self.users.select(list(schema.SPLIT_USERS)), fsio.join(path, "users.parquet"))
+        _write_parquet(self.item_tags, fsio.join(path, "item_tags.parquet"))
+        atomic_write_json(fsio.join(path, "bundle.json"), self.meta)
 
     @classmethod
     def load(cls, path: str) -> "ModelBundle":
+        """Read a model folder (local path or fsspec URL); MusicrecError when it is missing or unreadable."""
         from musicrec.models.registry import load_model
 
-        if not os.path.isdir(path):
+        path = os.fspath(path)
+        try:
+            # object stores have no folders: a model folder is there when its config.json is
+            fs, root = fsio.filesystem(path)
+            found = fs.isdir(root) if fsio.is_local(path) else fs.exists(root.rstrip("/") + "/config.json")
+        except (OSError, ValueError) as exc:
+            text = str(exc).strip().splitlines()
+            raise MusicrecError(f"{path}: cannot read the model folder ({text[0] if text else type(exc).__name__})") from None
+        if not found:
             raise MusicrecError(f"{path}: no such model folder")
         model = load_model(path)
-        read = lambda name, sch: (pl.read_parquet(os.path.join(path, name))  # noqa: E731
-                                  if os.path.isfile(os.path.join(path, name)) else schema.empty(sch))
-        meta = {}
-        if os.path.isfile(os.path.join(path, "bundle.json")):
-            with open(os.path.join(path, "bundle.json"), encoding="utf-8") as fh:
-                meta = json.load(fh)
+        items = _read_parquet(fsio.join(path, "items.parquet"))
+        users = _read_parquet(fsio.join(path, "users.parquet"))
+        meta_url = fsio.join(path, "bundle.json")
+        try:
+            meta = fsio.read_json(meta_url) if fsio.isfile(meta_url) else {}
+        except (OSError, ValueError) as exc:
+            raise MusicrecError(f"{meta_url}: unreadable ({str(exc).strip().splitlines()[0]})") from None
         # an older folder without item_tags.parquet falls back to the split's tags
-        tags_path = os.path.join(path, "item_tags.parquet")
-        tags = pl.read_parquet(tags_path) if os.path.isfile(tags_path) else None
-        return cls(model, read("items.parquet", schema.SPLIT_ITEMS), read("users.parquet", schema.SPLIT_USERS), meta,
-                   item_tags=tags)
+        tags = _read_parquet(fsio.join(path, "item_tags.parquet"))
+        return cls(model, schema.empty(schema.SPLIT_ITEMS) if items is None else items,
+                   schema.empty(schema.SPLIT_USERS) if users is None else users, meta, item_tags=tags)
 
     # ------------------------------------------------------------ resolving
     def user_index(self, user: str) -> int:

@@ -59,7 +59,8 @@ class _Query:
 def model_version(model_dir: str) -> str:
     """A short fingerprint of a model folder: its config and the size/time of its state."""
     h = hashlib.sha256()
-    for name in ("config.json", "bundle.json"):
+    # network.json: an ONNX export (``musicrec compress export``) changes what scores
+    for name in ("config.json", "bundle.json", "network.json"):
         path = os.path.join(model_dir, name)
         if os.path.isfile(path):
             with open(path, "rb") as fh:
@@ -138,6 +139,7 @@ class Service:
         return {"status": "ok", "model": self.model.name, "version": self.version, "model_dir": self.model_dir,
                 "item_level": self.item_level, "n_items": self.n_items, "n_users": self.train.n_users,
                 "retrieval": self.retriever.kind if self.retriever is not None else "scores",
+                "scorer": getattr(self.model, "scorer", "native"),
                 "store": self.writer.url if self.writer else None,
                 "loaded_at": dt.datetime.fromtimestamp(self.loaded_at, dt.timezone.utc).isoformat(timespec="seconds")}
 

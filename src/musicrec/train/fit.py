@@ -101,14 +101,19 @@ def parse_param(text: str) -> tuple[str, object]:
 
 
 def read_config(path: str) -> tuple[str | None, dict]:
-    """(model name, params) from a ``best.json`` written by ``musicrec tune --out``."""
+    """(model name, params) from a ``best.json`` written by ``musicrec tune --out`` (a local path
+    or fsspec URL)."""
+    from musicrec import fsio
+
     try:
-        with open(path, encoding="utf-8") as fh:
+        with fsio.open_file(path, "r", encoding="utf-8") as fh:
             cfg = json.load(fh)
     except FileNotFoundError:
         raise MusicrecError(f"{path}: no such config file") from None
     except ValueError as exc:
         raise MusicrecError(f"{path}: not valid JSON ({exc})") from None
+    except OSError as exc:
+        raise MusicrecError(f"{path}: cannot read the config ({exc.strerror or exc})") from None
     if not isinstance(cfg, dict) or not isinstance(cfg.get("params", {}), dict):
         raise MusicrecError(f"{path}: expected {{\"model\": ..., \"params\": {{...}}}}")
     return cfg.get("model"), cfg.get("params", {})
