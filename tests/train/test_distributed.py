@@ -205,7 +205,8 @@ def test_ray_train_gives_the_weights_of_spawn(cli_model, split_folder, tmp_path)
 
 @pytest.mark.integration
 def test_torchrun_gives_the_weights_of_spawn(cli_model, split_folder, tmp_path):
-    """``torchrun --standalone`` (its own rendezvous on loopback) runs the module's entry."""
+    """``torchrun --standalone … -m musicrec.cli.main train`` (its own rendezvous on loopback): every
+    rank runs the train command, which joins the group."""
     import subprocess
     import sys
 
@@ -213,7 +214,7 @@ def test_torchrun_gives_the_weights_of_spawn(cli_model, split_folder, tmp_path):
 
     out = str(tmp_path / "torchrun-model")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-           "-m", "musicrec.train.distributed", "sasrec", "--split", split_folder, "--out", out,
+           "-m", "musicrec.cli.main", "train", "sasrec", "--split", split_folder, "--out", out,
            *(a for k, v in ENTRY_PARAMS.items() for a in ("--param", f"{k}={v}"))]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": distributed.LOOPBACK_IFNAME}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)

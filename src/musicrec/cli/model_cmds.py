@@ -125,7 +125,8 @@ def register(app: typer.Typer) -> None:
         Deep models early-stop on the validation part unless --include-valid is given, and
         checkpoint every epoch into OUT/checkpoints (resume an interrupted run with --resume).
         With --nproc N they train data-parallel (DDP; gloo on CPU, NCCL on GPUs) in N local
-        processes or N Ray Train workers; for torchrun see `python -m musicrec.train.distributed -h`.
+        processes or N Ray Train workers; under torchrun, run this command
+        as the module `musicrec.cli.main` (see `musicrec.train.distributed`).
         """
         from musicrec.serve.bundle import ModelBundle
         from musicrec.train.fit import fit_model, read_config
@@ -136,8 +137,16 @@ def register(app: typer.Typer) -> None:
             if cfg_model and cfg_model != model:
                 raise MusicrecError(f"{config} holds parameters of {cfg_model!r}, not {model!r}")
         params.update(_params(param))
+        from musicrec.train import distributed
+
+        if distributed.under_torchrun():  # torchrun runs this same command once per rank
+            me, done = distributed.run_in_group(distributed.train_model, model, split, out, params, include_valid,
+                                                resume, True, _checkpoints(out, resume))
+            if me == 0:
+                typer.echo(f"trained {model} on {done['world_size']} processes (torchrun) in {done['fit_s']:.2f}s, "
+                           f"best epoch {done['best_epoch']} -> {out}")
+            return
         if nproc != 1 or launcher != "spawn":
-            from musicrec.train import distributed
 
             _load_split(split)              # a missing folder fails here, not in N workers
             done = distributed.launch(launcher, distributed.train_model, nproc, model, split, out, params,

@@ -7,14 +7,14 @@ ranks). Three ways to get such a group, all running the same code:
 
 * ``torchrun`` (one command per machine; gloo on CPU, NCCL + ``cuda:LOCAL_RANK`` on GPUs)::
 
-      torchrun --standalone --nproc-per-node 4 -m musicrec.train.distributed sasrec \\
+      torchrun --standalone --nproc-per-node 4 -m musicrec.cli.main train sasrec \\
           --split SPLIT --out MODEL [--param embedding_dim=128 ...] [--include-valid] [--resume]
       # several machines, on each: torchrun --nnodes 2 --nproc-per-node 4 --rdzv-backend c10d \\
-      #     --rdzv-endpoint HOST:29400 --rdzv-id RUN -m musicrec.train.distributed ...
+      #     --rdzv-endpoint HOST:29400 --rdzv-id RUN -m musicrec.cli.main train ...
 
-  torchrun sets RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT; the module's
-  ``main`` joins the group from them (:func:`init_process_group`), fits, and rank 0 writes
-  the model folder.
+  torchrun sets RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT; ``musicrec train``
+  sees them (:func:`under_torchrun`), joins the group (:func:`run_in_group`), fits, and rank 0
+  writes the model folder.
 * :func:`spawn` (``musicrec train --nproc N``): N local processes over loopback (gloo), e.g.
   to check a DDP run on a laptop, and what the tests use;
 * :func:`run_ray` (``musicrec train --nproc N --launcher ray``): Ray Train's TorchTrainer,
@@ -336,35 +336,28 @@ def _world_size() -> int:
     return td.get_world_size() if td.is_available() and td.is_initialized() else 1
 
 
-def main(argv: list[str] | None = None) -> None:
-    """``torchrun ... -m musicrec.train.distributed MODEL --split S --out O [--param k=v]...``"""
-    import argparse
+def under_torchrun() -> bool:
+    """Whether torchrun started this process (it sets RANK, WORLD_SIZE and TORCHELASTIC_RUN_ID)."""
+    return "TORCHELASTIC_RUN_ID" in os.environ and "RANK" in os.environ and "WORLD_SIZE" in os.environ
 
-    from musicrec.train.fit import parse_param
 
-    parser = argparse.ArgumentParser(prog="python -m musicrec.train.distributed", description=main.__doc__)
-    parser.add_argument("model")
-    parser.add_argument("--split", required=True)
-    parser.add_argument("--out", required=True)
-    parser.add_argument("--param", action="append", default=[])
-    parser.add_argument("--include-valid", action="store_true")
-    parser.add_argument("--resume", action="store_true")
-    ns = parser.parse_args(argv)
+def run_in_group(fn: Callable, *args, **kwargs) -> tuple[int, object]:
+    """Join torchrun's process group, run ``fn(*args, **kwargs)``, leave; returns (rank, result).
+
+    What ``musicrec train`` does when torchrun started it, so every rank runs the same command.
+    """
     import torch
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", 1)))
     me = 0
     try:
         me, _ = init_process_group()
-        summary = train_model(ns.model, ns.split, ns.out, dict(parse_param(p) for p in ns.param),
-                              include_valid=ns.include_valid, resume=ns.resume, progress=True)
+        result = fn(*args, **kwargs)
     except MusicrecError as err:
         destroy_process_group()
-        sys.exit(f"error (rank {me}): {err}")
+        raise MusicrecError(f"rank {me}: {err}") from None
     destroy_process_group(wait=True)
-    if me == 0:
-        print(f"trained {ns.model} on {summary['world_size']} processes in {summary['fit_s']:.2f}s, "
-              f"best epoch {summary['best_epoch']} -> {ns.out}")
+    return me, result
 
 
 # ---------------------------------------------------------------- large catalogues: scoring
@@ -402,7 +395,3 @@ def top_k_memmap(queries: np.ndarray, items: np.ndarray, k: int, block_rows: int
         best_i = np.take_along_axis(ids, keep, 1)
     order = np.argsort(-best_s, axis=1, kind="stable")
     return np.take_along_axis(best_i, order, 1), np.take_along_axis(best_s, order, 1)
-
-
-if __name__ == "__main__":
-    main()
