@@ -133,3 +133,17 @@ def test_clear_errors(call, message):
     items, _ = clustered_vectors(100, 8, 1)
     with pytest.raises(MusicrecError, match=message):
         call(items)
+
+
+def test_memmap_top_k_matches_dense_scoring(tmp_path):
+    from musicrec.serve.retrieval import memmap_item_vectors, top_k_memmap
+
+    rng = np.random.default_rng(0)
+    items, queries = rng.normal(size=(1000, 8)).astype(np.float32), rng.normal(size=(5, 8)).astype(np.float32)
+    np.save(tmp_path / "items.npy", items)
+    mapped = memmap_item_vectors(str(tmp_path / "items.npy"))
+    assert isinstance(mapped, np.memmap)
+    idx, scores = top_k_memmap(queries, mapped, k=10, block_rows=64)
+    dense = queries @ items.T
+    np.testing.assert_array_equal(idx, np.argsort(-dense, axis=1)[:, :10])
+    np.testing.assert_allclose(scores, np.take_along_axis(dense, idx, 1), rtol=1e-6)

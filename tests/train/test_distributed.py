@@ -259,18 +259,6 @@ def test_init_process_group_without_environment_is_a_clear_error(monkeypatch):
         distributed.init_process_group()
 
 
-def test_memmap_top_k_matches_dense_scoring(tmp_path):
-    rng = np.random.default_rng(0)
-    items, queries = rng.normal(size=(1000, 8)).astype(np.float32), rng.normal(size=(5, 8)).astype(np.float32)
-    np.save(tmp_path / "items.npy", items)
-    mapped = distributed.memmap_item_vectors(str(tmp_path / "items.npy"))
-    assert isinstance(mapped, np.memmap)
-    idx, scores = distributed.top_k_memmap(queries, mapped, k=10, block_rows=64)
-    dense = queries @ items.T
-    np.testing.assert_array_equal(idx, np.argsort(-dense, axis=1)[:, :10])
-    np.testing.assert_allclose(scores, np.take_along_axis(dense, idx, 1), rtol=1e-6)
-
-
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_nccl_on_cuda_matches_one_process():

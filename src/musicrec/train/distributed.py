@@ -31,8 +31,9 @@ AdamW's two moments: about ``rows x dim x 4 bytes x 4`` (weights, gradient, 2 mo
 device's memory, DDP replication is simplest and fastest. Two steps on the way:
 
 * scoring does not need the table in the process's heap: ``item_vectors()`` saved as a
-  ``.npy`` can be opened with ``numpy.load(path, mmap_mode="r")`` (:func:`memmap_item_vectors`)
-  and scored block by block (:func:`top_k_memmap`), so serving memory stays bounded by the
+  ``.npy`` can be opened with ``numpy.load(path, mmap_mode="r")``
+  (``musicrec.serve.retrieval.memmap_item_vectors``) and scored block by block
+  (``top_k_memmap``), so serving memory stays bounded by the
   block size, not the catalogue;
 * the dense AdamW update of the whole table every step (O(rows x dim)) dominates time before
   memory runs out; row-wise (sparse) updates need the loss to look items up through
@@ -54,8 +55,6 @@ import os
 import socket
 import sys
 from typing import Callable
-
-import numpy as np
 
 from musicrec import MusicrecError
 
@@ -358,40 +357,3 @@ def run_in_group(fn: Callable, *args, **kwargs) -> tuple[int, object]:
         raise MusicrecError(f"rank {me}: {err}") from None
     destroy_process_group(wait=True)
     return me, result
-
-
-# ---------------------------------------------------------------- large catalogues: scoring
-def memmap_item_vectors(path: str) -> np.ndarray:
-    """(I, D) item vectors saved with ``numpy.save``, memory-mapped read-only: pages are read
-    on demand, so a table larger than RAM can still be scored."""
-    try:
-        vectors = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (OSError, ValueError) as err:
-        raise MusicrecError(f"cannot memory-map item vectors {path}: {err}") from None
-    if vectors.ndim != 2:
-        raise MusicrecError(f"{path}: expected an (items, dim) array, got shape {vectors.shape}")
-    return vectors
-
-
-def top_k_memmap(queries: np.ndarray, items: np.ndarray, k: int, block_rows: int = 1 << 18) -> tuple:
-    """Exact top-``k`` of ``queries @ items.T`` over ``items`` (I, D), possibly memory-mapped,
-    read ``block_rows`` rows at a time: memory O(B x (block_rows + k)), not O(I).
-
-    Returns (indices (B, k) int64, scores (B, k) float32), best first.
-    """
-    queries = np.asarray(queries, dtype=np.float32)
-    n = items.shape[0]
-    k = min(k, n)
-    best_s = np.full((len(queries), 0), -np.inf, dtype=np.float32)
-    best_i = np.zeros((len(queries), 0), dtype=np.int64)
-    for lo in range(0, n, block_rows):
-        block = np.asarray(items[lo:lo + block_rows], dtype=np.float32)
-        scores = np.concatenate([best_s, queries @ block.T], axis=1)
-        ids = np.concatenate([best_i, np.broadcast_to(np.arange(lo, lo + len(block)), (len(queries), len(block)))],
-                             axis=1)
-        keep = np.argpartition(-scores, k - 1, axis=1)[:, :k] if scores.shape[1] > k else \
-            np.broadcast_to(np.arange(scores.shape[1]), scores.shape)
-        best_s = np.take_along_axis(scores, keep, 1)
-        best_i = np.take_along_axis(ids, keep, 1)
-    order = np.argsort(-best_s, axis=1, kind="stable")
-    return np.take_along_axis(best_i, order, 1), np.take_along_axis(best_s, order, 1)
