@@ -55,13 +55,13 @@ def dedupe(plays: Frame, window_s: float = 0) -> Frame:
     """
     lf, eager = _lazy(plays)
     timed = pl.col("timestamp").is_not_null()
-    if not (window_s and window_s > 0):
-        if eager and grouped_in_time_order(plays):
-            return _dedupe_sorted(plays)
-        # First occurrence of each exact event key among timed rows.
-        return _like(lf.filter(~timed | pl.struct(DUPLICATE_KEY).is_first_distinct()), eager)
+    if eager and not (window_s and window_s > 0) and grouped_in_time_order(plays):
+        return _dedupe_sorted(plays)
     lf = lf.with_row_index("_row")
+    # First occurrence of each exact event key among timed rows.
     keep = ~timed | (pl.col("_row") == pl.col("_row").min().over(DUPLICATE_KEY))
+    if not (window_s and window_s > 0):
+        return _like(lf.filter(keep).drop("_row"), eager)
     # Gap to the previous play of the same track by the same user, in time order.
     gap_us = (
         pl.col("timestamp").dt.epoch("us")

@@ -112,17 +112,17 @@ def user_holdout(
     if test_frac + valid_frac >= 1:
         raise MusicrecError(f"test_frac + valid_frac must be < 1, got {test_frac + valid_frac}")
     ev = _events(events)
-    pairs = ev.select("user_id", "item_id").unique().sort("user_id", "item_id")
-    pairs = pairs.with_columns(
-        pl.Series("_key", _hash_keys(pairs["user_id"].to_numpy(), pairs["item_id"].to_numpy(), seed))
-    )
-    n = pl.len().over("user_id")
+    # Label every row directly (no table of distinct pairs joined back: at 100M plays that join
+    # needed > 20 GB). For a fixed (seed, user) the hash is a bijection of the item id, so
+    # distinct items never tie and the dense rank over rows is the rank over distinct items.
+    ev = ev.with_columns(pl.Series("_key", _hash_keys(ev["user_id"].to_numpy(), ev["item_id"].to_numpy(), seed)))
+    n = pl.col("item_id").n_unique().over("user_id")
     n_test = (n * test_frac + 0.5).floor().cast(pl.Int64).clip(lower_bound=1)
     n_valid = (n * valid_frac + 0.5).floor().cast(pl.Int64)
     # Train keeps at least one item: shrink validation first, then test.
     n_valid = pl.min_horizontal(n_valid, n - 1 - n_test).clip(lower_bound=0)
     n_test = pl.min_horizontal(n_test, n - 1)
-    rank = pl.col("_key").rank("ordinal").over("user_id") - 1
+    rank = pl.col("_key").rank("dense").over("user_id") - 1
     eligible = n >= max(min_items, 2)
     label = (
         pl.when(~eligible).then(pl.lit("train"))
@@ -130,8 +130,8 @@ def user_holdout(
         .when(rank < n_test + n_valid).then(pl.lit("valid"))
         .otherwise(pl.lit("train"))
     )
-    pairs = pairs.with_columns(label.alias("_part")).select("user_id", "item_id", "_part")
-    part = ev.join(pairs, on=["user_id", "item_id"], how="left", maintain_order="left")
+    part = ev.with_columns(label.alias("_part")).drop("_key")
+    del ev
     meta = dict(protocol="user-holdout", seed=seed, _has_valid=valid_frac > 0,
                 params=dict(test_frac=test_frac, valid_frac=valid_frac, min_items=min_items))
     return _user_split(part, meta)
