@@ -236,6 +236,7 @@ def test_chunked_ingest_equals_one_shot_ingest(tmp_path, monkeypatch, fmt):
     r1 = one_shot.ingest(read(fmt, folder), partitions=3)
     monkeypatch.setattr(tabular, "CHUNK_ROWS", 1000)               # a.parquet comes in 3 chunks
     monkeypatch.setattr("musicrec.store.SPILL_ROWS", 600)           # and plays go through staged files
+    monkeypatch.setattr("musicrec.store.REDUCE_ROWS", 50)           # entity keys folded between chunks
     chunks = list(tabular.iter_tabular(folder, fmt))
     assert len(chunks) == (5 if fmt == "parquet" else 3)
     r2 = ingest_path(fmt, folder, chunked, partitions=3)
