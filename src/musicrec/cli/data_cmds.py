@@ -88,18 +88,16 @@ def register(app: typer.Typer) -> None:
         """
         from rich.console import Console
 
-        from musicrec.engine import make_engine
+        from musicrec.cli.main import engine_from_options
         from musicrec.ingest.readers import read_chunks
         from musicrec.store import Store
 
         err = Console(stderr=True)
         eng = None
         try:
-            if engine != "ray" and ray_address:
-                raise MusicrecError("--ray-address needs --engine ray")
             options = {"user": user, "source": source_name, "columns": parse_map(map_) or None}
             chunks = read_chunks(source, path, **options)
-            eng = make_engine(engine, address=ray_address) if engine == "ray" else make_engine(engine)
+            eng = engine_from_options(engine, ray_address)
             with err.status(f"ingesting {path} ({source}) into {store}…"):
                 report = Store(store).ingest_chunks(chunks, engine=eng, partitions=partitions)
         except MusicrecError as exc:

@@ -26,6 +26,17 @@ def data_mirror() -> str | None:
     return os.environ.get("MUSICREC_DATA_MIRROR") or None
 
 
+def engine_from_options(engine: str, ray_address: str | None):
+    """The engine of ``--engine`` / ``--ray-address`` (MusicrecError for a bad combination)."""
+    from musicrec.engine import make_engine
+
+    if engine == "ray":
+        return make_engine("ray", address=ray_address)
+    if ray_address:
+        raise MusicrecError("--ray-address needs --engine ray")
+    return make_engine(engine)
+
+
 def fail(message: str) -> None:
     """Print a one-line error and exit non-zero."""
     typer.echo(f"error: {message}", err=True)

@@ -219,7 +219,7 @@ def register(app: typer.Typer) -> None:
         refits with the best ones.
         """
         from musicrec import fsio
-        from musicrec.cli.split_cmds import engine_from_options
+        from musicrec.cli.main import engine_from_options
         from musicrec.features.interactions import atomic_write_json
         from musicrec.train.tune import default_parallel
         from musicrec.train.tune import tune as run_tune

@@ -56,18 +56,6 @@ def _summary(split, out: str) -> None:
             f"{s['start'][:10]}..{s['end'][:10]} ({s['test_sessions']} test sessions)" for s in meta["slices"]))
 
 
-def engine_from_options(engine: str, ray_address: str | None):
-    """The engine of ``--engine`` / ``--ray-address`` (MusicrecError for a bad combination)."""
-    from musicrec import MusicrecError
-    from musicrec.engine import make_engine
-
-    if engine == "ray":
-        return make_engine("ray", address=ray_address)
-    if ray_address:
-        raise MusicrecError("--ray-address needs --engine ray")
-    return make_engine(engine)
-
-
 def register(app: typer.Typer) -> None:
     @app.command(name="split")
     def split(
@@ -145,6 +133,8 @@ def register(app: typer.Typer) -> None:
                 wrong = [flags[k] for k in params if k not in accepted]
                 if wrong:
                     fail(f"{', '.join(wrong)} do(es) not apply to protocol {protocol}")
+            from musicrec.cli.main import engine_from_options
+
             runner = engine_from_options(engine, ray_address)
             try:
                 result = make_split(target, protocol, out=out, item_level=item, seed=seed, min_ms=min_ms,
