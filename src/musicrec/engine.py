@@ -10,8 +10,9 @@ ships them to workers by reference) and their arguments and results must be seri
 
 from __future__ import annotations
 
+import contextlib
 import os
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 from musicrec import MusicrecError
 
@@ -85,3 +86,17 @@ def make_engine(name: str = "local", **options):
     if name == "ray":
         return RayEngine(**options)
     raise MusicrecError(f"unknown engine {name!r}; choose one of: {', '.join(ENGINES)}")
+
+
+@contextlib.contextmanager
+def using(engine=None) -> Iterator:
+    """``with using(engine) as e:`` — an engine object for None (local), a name (``"local"``,
+    ``"ray"``; closed on exit) or an engine (used as it is, left open)."""
+    if engine is None or isinstance(engine, str):
+        owned = make_engine(engine or "local")
+        try:
+            yield owned
+        finally:
+            owned.close()
+    else:
+        yield engine

@@ -742,14 +742,9 @@ def ingest_path(source: str, path, store_url: str, /, engine=None, partitions: i
     engine, or ``"local"``/``"ray"``) runs the per-bucket merges; ``partitions`` sets the plays
     buckets of a new store.
     """
-    from musicrec.engine import make_engine
+    from musicrec.engine import using
     from musicrec.ingest.readers import read_chunks
 
-    owned = isinstance(engine, str)
-    engine = make_engine(engine) if owned else engine
-    try:
-        return Store(store_url).ingest_chunks(read_chunks(source, path, **options), engine=engine,
+    with using(engine) as runner:
+        return Store(store_url).ingest_chunks(read_chunks(source, path, **options), engine=runner,
                                               partitions=partitions)
-    finally:
-        if owned:
-            engine.close()

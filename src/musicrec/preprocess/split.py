@@ -22,6 +22,7 @@ import numpy as np
 import polars as pl
 
 from musicrec import MusicrecError, schema
+from musicrec.engine import using
 from musicrec.preprocess.clean import dedupe, drop_short_plays, k_core, to_events
 from musicrec.preprocess.coldstart import item_coldstart, user_coldstart
 from musicrec.preprocess.sessionize import sessionize
@@ -497,15 +498,25 @@ def combine_partitions(parts: list[dict]) -> pl.DataFrame:
     return schema.conform(events, schema.SPLIT_EVENTS)
 
 
-def _engine(engine):
-    """An engine object from None (local), a name or an engine; and whether we created it."""
-    from musicrec.engine import LocalEngine, make_engine
-
-    if engine is None:
-        return LocalEngine(), False
-    if isinstance(engine, str):
-        return make_engine(engine), True
-    return engine, False
+def _check_partitions(runner, urls: list[str], store_url: str, sources: list[str] | None,
+                      item_level: str | None, min_ms: int) -> str:
+    """Check ``sources`` against the store and return the item level (default: track when any
+    kept play has a track id), from :func:`partition_profile` of every partition."""
+    if not sources and item_level == "artist":
+        return "artist"
+    profiles = runner.map(partition_profile, urls, sources=sources, min_ms=min_ms)
+    if sources:
+        known = sorted({s for p in profiles for s in p["sources"]})
+        unknown = sorted(set(sources) - set(known))
+        if unknown:
+            raise MusicrecError(f"source(s) {', '.join(unknown)} not in the store; it has: {', '.join(known)}")
+    if sum(p["plays"] for p in profiles) == 0:
+        raise MusicrecError(f"{store_url}: the store has no plays{' for ' + ', '.join(sources) if sources else ''}")
+    has_track = sum(p["with_track"] for p in profiles) > 0
+    level = item_level or ("track" if has_track else "artist")
+    if level == "track" and not has_track:
+        raise MusicrecError("these plays have no track ids (artist-level data); use --item artist")
+    return level
 
 
 def make_split(
@@ -553,31 +564,11 @@ def make_split(
         raise MusicrecError(f"unknown item level {item_level!r}; choose artist or track")
     store = open_store(store_url)
     urls = store.play_partitions()
-    runner, owned = _engine(engine)
-    try:
-        sources = list(sources) if sources else None
-        if sources or item_level != "artist":
-            profiles = runner.map(partition_profile, urls, sources=sources, min_ms=min_ms)
-            if sources:
-                known = sorted({s for p in profiles for s in p["sources"]})
-                unknown = sorted(set(sources) - set(known))
-                if unknown:
-                    raise MusicrecError(
-                        f"source(s) {', '.join(unknown)} not in the store; it has: {', '.join(known)}")
-            if sum(p["plays"] for p in profiles) == 0:
-                raise MusicrecError(
-                    f"{store_url}: the store has no plays{' for ' + ', '.join(sources) if sources else ''}")
-            has_track = sum(p["with_track"] for p in profiles) > 0
-            level = item_level or ("track" if has_track else "artist")
-            if level == "track" and not has_track:
-                raise MusicrecError("these plays have no track ids (artist-level data); use --item artist")
-        else:
-            level = "artist"
+    sources = list(sources) if sources else None
+    with using(engine) as runner:
+        level = _check_partitions(runner, urls, store_url, sources, item_level, min_ms)
         parts = runner.map(clean_partition, urls, item_level=level, sources=sources, min_ms=min_ms,
                            session_gap_s=session_gap_s)
-    finally:
-        if owned:
-            runner.close()
     counts = {key: sum(p[key] for p in parts) for key in ("plays", "dropped_duplicates", "dropped_short",
                                                           "dropped_no_item")}
     if counts["plays"] == 0:
