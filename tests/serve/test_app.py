@@ -79,6 +79,10 @@ def test_onboarding_by_tags(client):
     tagged = set(bundle.item_tags.filter(bundle.item_tags["tag"].is_in(spellings))["item_id"].to_list())
     # most answers are artists listeners tagged hip-hop, in any spelling
     assert len({c["item_id"] for c in items} & tagged) >= 6, [c["name"] for c in items]
+    # the listener named a genre, not these artists: reasons never say "you like" about them
+    assert not any("you like" in c["reason"] for c in items), [c["reason"] for c in items]
+    assert any(c["reason"].startswith("close to") and "hip-hop" in c["reason"] for c in items), \
+        [c["reason"] for c in items]
     unknown = client.post("/v1/recommendations", json={"seed_tags": ["zzqx no such genre"]}, headers=AUTH)
     assert _is_clean_error(unknown, 404) and "unknown tag" in unknown.json()["error"]["message"]
 

@@ -174,3 +174,37 @@ def test_pick_play_and_similar_in_chromium(browser, server):
     _wait(drv, lambda d: not _all(d, "liked-artist"), "the chip to go")
     drv.refresh()
     _wait(drv, lambda d: _one(d, "api-key").get_attribute("value") == API_KEY, "the stored API key")
+
+
+def test_onboarding_by_genre_in_chromium(browser, server):
+    """A listener who names genres gets recommendations for them; an unknown genre is taken off
+    again with the server's message."""
+    drv = browser
+    drv.get(server + "/")
+    api_key = _one(drv, "api-key")
+    if api_key.get_attribute("value") != API_KEY:   # stored by the first test in this browser
+        from selenium.webdriver.common.by import By
+        from selenium.webdriver.common.keys import Keys
+
+        drv.find_element(By.CSS_SELECTOR, "details.settings summary").click()
+        api_key.send_keys(API_KEY, Keys.TAB)
+    assert not _all(drv, "rec-item") and not _all(drv, "liked-tag")
+
+    _one(drv, "tag-input").send_keys("Rock")
+    _one(drv, "tag-add").click()
+    _wait(drv, lambda d: _all(d, "liked-tag"), "the genre chip")
+    _wait(drv, lambda d: len(_all(d, "rec-item")) == 10, "recommendations for the genre")
+    reasons = [e.text.lower() for e in _all(drv, "rec-reason")]
+    assert any("(rock)" in r for r in reasons) and not any("you like" in r for r in reasons), reasons
+    assert _one(drv, "tag-input").get_attribute("value") == ""
+
+    _one(drv, "tag-input").send_keys("zzqx not a genre")
+    _one(drv, "tag-add").click()
+    _wait(drv, lambda d: _visible(d, "error"), "the unknown-genre message", fail_on_error=False)
+    assert "zzqx" in _one(drv, "error").text.lower()
+    _wait(drv, lambda d: len(_all(d, "liked-tag")) == 1, "the unknown genre to be taken off", fail_on_error=False)
+    assert _one(drv, "liked-tag").get_attribute("data-tag") == "Rock"
+
+    _one(drv, "tag-remove").click()
+    _wait(drv, lambda d: not _all(d, "liked-tag") and not _all(d, "rec-item"), "the genre and its list to go",
+          fail_on_error=False)

@@ -20,7 +20,7 @@ import hashlib
 import os
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
@@ -54,6 +54,7 @@ class _Query:
     history: np.ndarray       # (H,) ordered item indices
     liked: frozenset          # indices the listener picked as seeds ("you like")
     session: bool             # recent plays given: sequence models continue them
+    tagged: dict = field(default_factory=dict)  # seed index -> the named tags it stands for
 
 
 def model_version(model_dir: str) -> str:
@@ -219,18 +220,19 @@ class Service:
         best-known items stand in as seeds) and/or this session's plays (oldest first). With none,
         the most popular items."""
         seeds = [i for s in seed_artists for i in self.resolve_seed(s)]
+        tagged = {}                 # the listener named the tags, not these artists
         if seed_tags:
             try:
-                tag_items, _ = self.bundle.tag_seeds(list(seed_tags))
+                tag_items, names = self.bundle.tag_seeds(list(seed_tags))
             except MusicrecError as exc:
                 raise NotFound(str(exc)) from None
-            seeds += [int(i) for i in tag_items if int(i) not in seeds]
+            tagged = {int(i): " / ".join(names) for i in tag_items if int(i) not in seeds}
         recent = [self.resolve_item(p) for p in recent_plays]
-        history = np.asarray(seeds + recent, dtype=np.int64)
+        history = np.asarray(seeds + list(tagged) + recent, dtype=np.int64)
         if not len(history):
             return self._popular(k, max_per_artist)
         hist = Histories.from_sequences([history], self.n_items)
-        query = _Query(hist, history, frozenset(seeds), session=bool(recent))
+        query = _Query(hist, history, frozenset(seeds), session=bool(recent), tagged=tagged)
         return self._recommend(query, k, exclude_seen, max_per_artist, diversity)
 
     def _recommend(self, q: _Query, k: int, exclude_seen: bool, max_per_artist, diversity) -> list[dict]:
@@ -396,6 +398,9 @@ class Service:
                 out.append("you played it before")
                 continue
             j, w = support[r] if support is not None else (-1, 0.0)
+            if w > 0 and j in q.tagged:
+                out.append(f"close to {self.names[j]} ({q.tagged[j]})")
+                continue
             if w > 0:
                 out.append(f"similar to {self.names[j]} you {'like' if j in q.liked else 'played'}")
                 continue

@@ -10,6 +10,7 @@
 
   const state = {
     liked: [],     // [{id, name}] seeds, in the order picked
+    tags: [],      // genre/tag names the listener typed, in the order added
     session: [],   // [{id, name, artist}] plays, oldest first
     results: [],   // the current search results
     searchSeq: 0,  // request counters: a slow stale answer never overwrites a newer one
@@ -173,6 +174,33 @@
     $("liked-empty").hidden = state.liked.length > 0;
   }
 
+  // ------------------------------------------------------------------ liked genres
+  // A new tag is checked by the next recommendation request; one the catalogue does not know
+  // (404) is taken off again and the server's message shown.
+  function addTag(text) {
+    const tag = text.trim();
+    if (!tag || state.tags.some((t) => t.toLowerCase() === tag.toLowerCase())) return;
+    state.tags.push(tag);
+    renderTags();
+    refreshRecs(tag);
+  }
+
+  function removeTag(tag) {
+    state.tags = state.tags.filter((t) => t !== tag);
+    renderTags();
+    refreshRecs();
+  }
+
+  function renderTags() {
+    $("tags").replaceChildren(...state.tags.map((t) =>
+      el("li", { class: "chip", "data-testid": "liked-tag", "data-tag": t },
+        el("span", { text: t }),
+        el("button", {
+          type: "button", class: "remove", "data-testid": "tag-remove", "aria-label": `Remove ${t}`,
+          text: "×", onclick: () => removeTag(t),
+        }))));
+  }
+
   // ------------------------------------------------------------------ session
   function play(item) {
     state.session.push({ id: String(item.item_id), name: item.name, artist: artistLine(item) });
@@ -191,12 +219,13 @@
   }
 
   // ------------------------------------------------------------------ recommendations
-  async function refreshRecs() {
+  // newTag: a tag just added, removed again when the server does not know it
+  async function refreshRecs(newTag) {
     const seq = ++state.recsSeq;
     const status = $("recs-status");
-    if (!state.liked.length && !state.session.length) {
+    if (!state.liked.length && !state.session.length && !state.tags.length) {
       renderCards($("recs"), [], "rec");
-      status.textContent = "Pick an artist to get recommendations.";
+      status.textContent = "Pick an artist or a genre to get recommendations.";
       return;
     }
     status.textContent = "Loading…";
@@ -205,6 +234,7 @@
       recent_plays: state.session.map((p) => p.id),
       k: K,
     };
+    if (state.tags.length) body.seed_tags = state.tags;
     try {
       const data = await api("POST", "/v1/recommendations", body);
       if (seq !== state.recsSeq) return;
@@ -218,6 +248,10 @@
       if (seq !== state.recsSeq) return;
       status.textContent = "";
       showError(err);
+      if (newTag && err.code === 404) {
+        state.tags = state.tags.filter((t) => t !== newTag);
+        renderTags();
+      }
     }
   }
 
@@ -287,13 +321,18 @@
     key.addEventListener("change", () => {
       clearError();
       if ($("search-input").value.trim()) runSearch();
-      if (state.liked.length || state.session.length) refreshRecs();
+      if (state.liked.length || state.session.length || state.tags.length) refreshRecs();
     });
     const input = $("search-input");
     input.addEventListener("input", onSearchInput);
     input.addEventListener("keydown", (ev) => {
       if (ev.key === "Enter" && state.results.length) pick(state.results[0]);
       if (ev.key === "Escape") renderResults([]);
+    });
+    $("tag-form").addEventListener("submit", (ev) => {
+      ev.preventDefault();  // no page reload: the tag goes into this page's state
+      addTag($("tag-input").value);
+      $("tag-input").value = "";
     });
     $("session-clear").addEventListener("click", () => {
       state.session = [];
