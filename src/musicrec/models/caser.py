@@ -214,7 +214,7 @@ class Caser(SequenceRecommender):
         return -F.logsigmoid(pos_s - neg_s).mean()
 
     # ------------------------------------------------------------ scoring
-    def _queries(self, histories: Histories, batch_size: int):
+    def _queries(self, histories: Histories, batch_size: int, items=None):
         """``[hidden, 1]`` (b, D' + 1) of each history's last window; the 1 picks up the item bias."""
         x = torch.from_numpy(left_pad(histories.sequences, self.max_len))
         users = np.asarray(histories.users, dtype=np.int64)

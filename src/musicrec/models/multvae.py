@@ -192,7 +192,7 @@ class MultVAE(NeuralRecommender):
         return multvae_loss(logits, x, mu, logvar, beta)
 
     # ------------------------------------------------------------ scoring
-    def _queries(self, histories: Histories, batch_size: int):
+    def _queries(self, histories: Histories, batch_size: int, items=None):
         """Decoder queries (b, H + 1) at each history's posterior mean (the logits' other side)."""
         rows = weight(histories.matrix, self.weighting, reference=self.train_.matrix).tocsr()
         for lo in range(0, rows.shape[0], batch_size):

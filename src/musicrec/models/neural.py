@@ -154,9 +154,11 @@ class NeuralRecommender(Recommender):
     def _loss(self, net, batch: dict):
         raise NotImplementedError
 
-    def _queries(self, histories: Histories, batch_size: int):
+    def _queries(self, histories: Histories, batch_size: int, items=None):
         """Yield ``(first row, query (b, D) tensor, context)`` per batch of ``histories``, on the
-        model's device; ``context`` is what a ``score_all`` head reads (the padded sessions)."""
+        model's device; ``context`` is what a ``score_all`` head reads (the padded sessions).
+        ``items``: the (I, D) item vectors when the caller has them (a model whose queries are
+        built from item vectors then does not compute them again)."""
         raise NotImplementedError
 
     def _items(self):
@@ -173,7 +175,7 @@ class NeuralRecommender(Recommender):
         score_all = getattr(self.net_, "score_all", None)
         with torch.inference_mode():
             items = self._items()
-            for lo, q, context in self._queries(histories, batch_size):
+            for lo, q, context in self._queries(histories, batch_size, items):
                 logits = q @ items.T if score_all is None else score_all(q, context)
                 out[lo:lo + len(q)] = logits.float().cpu().numpy()
         return out
@@ -189,8 +191,9 @@ class NeuralRecommender(Recommender):
 
         self._check_dot_product()
         with torch.inference_mode():
-            out = np.empty((len(histories), self._items().shape[1]), dtype=np.float32)
-            for lo, q, _ in self._queries(histories, batch_size):
+            items = self._items()
+            out = np.empty((len(histories), items.shape[1]), dtype=np.float32)
+            for lo, q, _ in self._queries(histories, batch_size, items):
                 out[lo:lo + len(q)] = q.float().cpu().numpy()
         return out
 
@@ -307,7 +310,7 @@ class SequenceRecommender(NeuralRecommender):
         return -F.logsigmoid(pos_s - neg_s).mean()
 
     # ------------------------------------------------------------ scoring
-    def _queries(self, histories: Histories, batch_size: int):
+    def _queries(self, histories: Histories, batch_size: int, items=None):
         """The hidden state after each history's last ``max_len`` plays, per batch."""
         import torch
 

@@ -207,13 +207,13 @@ class TwoTower(NeuralRecommender):
         return F.cross_entropy(logits, inverse[: len(targets)])
 
     # ------------------------------------------------------------ scoring
-    def _queries(self, histories: Histories, batch_size: int):
+    def _queries(self, histories: Histories, batch_size: int, items=None):
         """Queries (b, D + 1): the mapped mean of each history's item vectors (zero for an empty one)."""
         m = sp.csr_matrix(histories.matrix, dtype=np.float32, copy=True)
         m.data[:] = 1.0
         counts = np.asarray(m.sum(axis=1)).ravel()
         m = sp.csr_matrix(sp.diags((1.0 / np.maximum(counts, 1.0)).astype(np.float32)) @ m)
-        items = self._items()
+        items = self._items() if items is None else items
         for lo in range(0, m.shape[0], batch_size):
             rows = _torch_sparse(m[lo:lo + batch_size]).to(self.device_)
             yield lo, self.net_.queries(rows, items), None
