@@ -89,21 +89,26 @@ def run_trial(params: dict, name: str, metric: str, ks, split: Split | None = No
     (``params["epochs"]`` = best epoch for deep models) or ``{"error": message}`` for a user
     error, so that the driver reports it as one line.
     """
-    from musicrec.evaluate.protocols import evaluate
-    from musicrec.models.neural import NeuralRecommender
-
     try:
-        data = _split_for(split, split_url, token)
         params = dict(params)
-        model, fit_s = fit_model(name, data, params, metric=metric)
-        if isinstance(model, NeuralRecommender):
-            params["epochs"] = int(model.best_epoch_)
-            value = max(h["value"] for h in model.history_ if h["value"] is not None)
-        else:
-            value = float(evaluate(model, data, ks=ks, on="valid").metrics[metric])
+        value, fit_s = fit_and_score(name, _split_for(split, split_url, token), params, metric, ks)
     except MusicrecError as exc:
         return {"error": str(exc)}
     return {"value": float(value), "params": params, "fit_s": round(fit_s, 3)}
+
+
+def fit_and_score(name: str, split: Split, params: dict, metric: str, ks, on_epoch=None) -> tuple[float, float]:
+    """One trial: fit ``name`` with ``params`` on train, score ``metric`` on valid; returns
+    (value, fit seconds). Deep models report their best epoch's value, and ``params["epochs"]``
+    is set to that epoch (the refit on train + valid trains that long)."""
+    from musicrec.evaluate.protocols import evaluate
+    from musicrec.models.neural import NeuralRecommender
+
+    model, fit_s = fit_model(name, split, params, metric=metric, on_epoch=on_epoch)
+    if isinstance(model, NeuralRecommender):
+        params["epochs"] = int(model.best_epoch_)
+        return max(h["value"] for h in model.history_ if h["value"] is not None), fit_s
+    return float(evaluate(model, split, ks=ks, on="valid").metrics[metric]), fit_s
 
 
 def _tune_batches(study, cls, name: str, split: Split, split_url: str | None, n_trials: int, metric: str,
@@ -149,7 +154,6 @@ def tune(name: str, split: Split, n_trials: int = 20, metric: str | None = None,
     """
     import optuna
 
-    from musicrec.evaluate.protocols import evaluate
     from musicrec.models.neural import NeuralRecommender
 
     if split.valid is None or split.valid.height == 0:
@@ -176,12 +180,7 @@ def tune(name: str, split: Split, n_trials: int = 20, metric: str | None = None,
                     entry["state"] = f"pruned at epoch {epoch}"
                     raise optuna.TrialPruned()
 
-        model, fit_s = fit_model(name, split, params, metric=metric, on_epoch=on_epoch if deep else None)
-        if deep:
-            params["epochs"] = int(model.best_epoch_)
-            value = max(h["value"] for h in model.history_ if h["value"] is not None)
-        else:
-            value = float(evaluate(model, split, ks=ks, on="valid").metrics[metric])
+        value, fit_s = fit_and_score(name, split, params, metric, ks, on_epoch=on_epoch if deep else None)
         entry.update(value=value, fit_s=round(fit_s, 3), state="complete")
         return value
 
