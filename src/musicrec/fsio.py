@@ -31,6 +31,12 @@ def is_local(url: str) -> bool:
     return "file" in protocols or "local" in protocols
 
 
+def absolute(url: str) -> str:
+    """A local path made absolute; a URL unchanged (what a folder records about another)."""
+    url = os.fspath(url)
+    return url if "://" in url else os.path.abspath(url)
+
+
 def join(url: str, *parts: str) -> str:
     """``url/part/...`` (``os.path.join`` for local paths, ``/`` for URLs)."""
     url = os.fspath(url)

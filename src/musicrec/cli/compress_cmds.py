@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import os
 from typing import Optional
 
 import typer
@@ -18,10 +17,6 @@ from musicrec import MusicrecError, fsio
 def _size(folder: str, name: str) -> str:
     fs, path = fsio.filesystem(fsio.join(folder, name))
     return f"{name} {fs.size(path) / 1e6:.2f} MB" if fs.isfile(path) else f"{name} ?"
-
-
-def _abs(url: str) -> str:
-    return os.path.abspath(url) if "://" not in url else url
 
 
 def _check_dir(model_dir: str) -> None:
@@ -38,7 +33,7 @@ def _load_bundle(model_dir: str):
 
 def _check_out(out: str, *sources: str) -> None:
     for src in sources:
-        if _abs(out).rstrip("/") == _abs(src).rstrip("/"):
+        if fsio.absolute(out).rstrip("/") == fsio.absolute(src).rstrip("/"):
             raise MusicrecError(f"--out {out} is the input model folder; write the new model to another folder")
 
 
@@ -95,9 +90,9 @@ def register(app: typer.Typer) -> None:
         student.fit(train, valid=valid, distill=task, checkpoint_dir=fsio.join(out, "checkpoints"), progress=True)
         fit_s = time.perf_counter() - start
         ModelBundle(student, sp.items, sp.users, {
-            "item_level": sp.meta.get("item_level", "artist"), "split": _abs(split),
+            "item_level": sp.meta.get("item_level", "artist"), "split": fsio.absolute(split),
             "protocol": sp.meta.get("protocol"), "fit_s": round(fit_s, 3), "params": student.get_params(),
-            "distilled_from": {"teacher_dir": _abs(teacher), **task.describe()},
+            "distilled_from": {"teacher_dir": fsio.absolute(teacher), **task.describe()},
         }).save(out)
         ratio = student.n_parameters() / max(teacher_model.n_parameters(), 1)
         typer.echo(f"distilled {teacher_model.name} ({teacher_model.n_parameters():,} parameters) into {name} "
@@ -129,7 +124,7 @@ def register(app: typer.Typer) -> None:
             check_exportable(model)
         if fp16:
             model = to_fp16(model)
-        meta = {**bundle.meta, "compressed_from": _abs(model_dir),
+        meta = {**bundle.meta, "compressed_from": fsio.absolute(model_dir),
                 "compression": {"int8": int8, "fp16": fp16}}
         ModelBundle(model, bundle.items, bundle.users, meta, item_tags=bundle.item_tags).save(out)
         if int8:

@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from musicrec import MusicrecError
+from musicrec import MusicrecError, fsio
 
 
 QUICK_METRICS = ["ndcg@10", "ndcg@20", "recall@10", "recall@20", "precision@10", "map@10", "coverage@10"]
@@ -28,7 +28,6 @@ def _params(items: list[str] | None) -> dict:
 
 
 def _load_split(path: str):
-    from musicrec import fsio
     from musicrec.preprocess.splitset import Split
 
     if fsio.is_local(path) and not os.path.isdir(fsio.filesystem(path)[1]):
@@ -36,17 +35,10 @@ def _load_split(path: str):
     return Split.load(path)
 
 
-def _where(path: str) -> str:
-    """``path`` as recorded in a model folder: absolute when local, the URL otherwise."""
-    return os.path.abspath(path) if "://" not in path else path
-
-
 def _write_out(target: str, write_local) -> str:
     """Run ``write_local(path)`` on ``target`` when local; for an fsspec URL write into a temporary
     local folder first and upload it (a file or a whole folder). Returns ``target``."""
     import tempfile
-
-    from musicrec import fsio
 
     if fsio.is_local(target):
         write_local(target)
@@ -72,10 +64,10 @@ def _write_out(target: str, write_local) -> str:
 def _checkpoints(out: str, resume: bool) -> str | None:
     """OUT/checkpoints for a local model folder; deep-model checkpoints stay local, so a remote
     OUT trains without them (and cannot --resume)."""
-    from musicrec import fsio
+    from musicrec.train.distributed import default_checkpoints
 
     if fsio.is_local(out):
-        return os.path.join(out, "checkpoints") if "://" not in out else None
+        return default_checkpoints(out)
     if resume:
         raise MusicrecError(f"--resume needs a local model folder (checkpoints are local files), not {out}")
     return None
@@ -158,7 +150,7 @@ def register(app: typer.Typer) -> None:
         fitted, fit_s = fit_model(model, sp, params, include_valid=include_valid,
                                   checkpoint_dir=_checkpoints(out, resume), resume=resume, progress=True)
         ModelBundle(fitted, sp.items, sp.users, {
-            "item_level": sp.meta.get("item_level", "artist"), "split": _where(split),
+            "item_level": sp.meta.get("item_level", "artist"), "split": fsio.absolute(split),
             "protocol": sp.meta.get("protocol"), "fit_s": round(fit_s, 3), "params": fitted.get_params(),
         }).save(out)
         extra = f", best epoch {fitted.best_epoch_}" if hasattr(fitted, "best_epoch_") else ""
@@ -218,7 +210,6 @@ def register(app: typer.Typer) -> None:
         `musicrec.train.tune`). `musicrec train MODEL --config OUT/best.json --include-valid` then
         refits with the best ones.
         """
-        from musicrec import fsio
         from musicrec.cli.main import engine_from_options
         from musicrec.features.interactions import atomic_write_json
         from musicrec.train.tune import default_parallel
@@ -235,7 +226,7 @@ def register(app: typer.Typer) -> None:
             batched = engine != "local" or n > 1
             res = run_tune(model, sp, n_trials=trials, metric=metric, base_params=_params(param),
                            timeout_s=timeout, progress=True, engine=runner if batched else None, parallel=n,
-                           split_url=_where(split))
+                           split_url=fsio.absolute(split))
         finally:
             runner.close()
         done = sum(t["state"] == "complete" for t in res.trials)

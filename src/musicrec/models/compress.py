@@ -120,7 +120,7 @@ class Distillation:
         import torch
         import torch.nn.functional as F
 
-        teacher, T, alpha = self.teacher, float(self.temperature), float(self.alpha)
+        T, alpha = float(self.temperature), float(self.alpha)
 
         def loss(net, batch):
             # the task loss runs the network once on the windows; a forward hook keeps those

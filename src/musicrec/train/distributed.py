@@ -313,20 +313,26 @@ def train_model(name: str, split: str, out: str, params: dict | None = None, inc
     if _world_size() > 1 and not issubclass(model_class(name), NeuralRecommender):
         raise MusicrecError(f"{name} is not a deep model: only PyTorch models train data-parallel (use --nproc 1)")
     if checkpoint_dir == "auto":
-        checkpoint_dir = os.path.join(out, "checkpoints") if fsio.is_local(out) and "://" not in out else None
+        checkpoint_dir = default_checkpoints(out)
     sp = Split.load(split)
     fitted, fit_s = fit_model(name, sp, params, include_valid=include_valid, checkpoint_dir=checkpoint_dir,
                               resume=resume, progress=progress)
     if rank() == 0:
         ModelBundle(fitted, sp.items, sp.users, {
             "item_level": sp.meta.get("item_level", "artist"),
-            "split": os.path.abspath(split) if "://" not in split else split,
+            "split": fsio.absolute(split),
             "protocol": sp.meta.get("protocol"), "fit_s": round(fit_s, 3), "params": fitted.get_params(),
             "world_size": _world_size(),
         }).save(out)
     return {"fit_s": round(fit_s, 3), "best_epoch": getattr(fitted, "best_epoch_", None),
             "history": getattr(fitted, "history_", []), "n_users": fitted.train_.n_users,
             "n_items": fitted.train_.n_items, "world_size": _world_size()}
+
+
+def default_checkpoints(out: str) -> str | None:
+    """``out/checkpoints`` for a model folder given as a path; None for a URL (checkpoints are
+    local files)."""
+    return os.path.join(out, "checkpoints") if "://" not in out else None
 
 
 def _world_size() -> int:
