@@ -136,6 +136,14 @@ def user_bucket(user_ids, n_buckets: int) -> np.ndarray:
     return (x % np.uint64(n_buckets)).astype(np.int64)
 
 
+def by_bucket(plays: pl.DataFrame, n_buckets: int) -> dict[int, pl.DataFrame]:
+    """``plays`` split by :func:`user_bucket` (bucket -> its rows, in their order); empty
+    buckets are left out."""
+    tagged = plays.with_columns(_b=pl.Series(user_bucket(plays["user_id"], n_buckets)))
+    parts = tagged.partition_by("_b", as_dict=True, maintain_order=True)
+    return {key[0]: part.drop("_b") for key, part in parts.items()}
+
+
 def bucket_file(bucket: int) -> str:
     """File name of a plays bucket: ``part-NNNN.parquet``."""
     return f"part-{bucket:04d}.parquet"
@@ -248,8 +256,8 @@ class _Incoming:
     up to ``SPILL_ROWS`` rows, then go to staged Parquet files (still keyed by strings).
     """
 
-    def __init__(self, fs, staging: str, spill_rows: int | None = None):
-        self.fs, self.staging, self.spill_rows = fs, staging, spill_rows or SPILL_ROWS
+    def __init__(self, fs, staging: str):
+        self.fs, self.staging = fs, staging
         self.source: str | None = None
         self.users, self.artists = _KeyReducer(), _KeyReducer()
         self.tracks_listed, self.tracks_played = _KeyReducer(), _KeyReducer()
@@ -293,7 +301,7 @@ class _Incoming:
         if t.plays.height:
             self.pending.append(t.plays.select(_PLAY_COLS))
             self.n_plays += t.plays.height
-            if sum(p.height for p in self.pending) > self.spill_rows:
+            if sum(p.height for p in self.pending) > SPILL_ROWS:
                 self._spill()
 
     def _spill(self) -> None:
@@ -422,11 +430,7 @@ class Store:
         return TABLES[name]
 
     def _write(self, name: str, df: pl.DataFrame) -> None:
-        path = self._path(f"{name}.parquet")
-        tmp = f"{path}.tmp-{uuid.uuid4().hex}"
-        with self.fs.open(tmp, "wb") as f:
-            df.write_parquet(f)
-        self.fs.mv(tmp, path)
+        _write_parquet(self.fs.unstrip_protocol(self._path(f"{name}.parquet")), df)
 
     def _write_json(self, rel: str, obj: dict) -> None:
         path = self._path(rel)
@@ -542,9 +546,7 @@ class Store:
         """Move a single-file store's plays into buckets. The manifest still names the old
         layout until the ingest ends, so a failure here leaves a readable store."""
         df = read_play_partition(self.fs.unstrip_protocol(self._path("plays.parquet")))
-        df = df.with_columns(_b=pl.Series(user_bucket(df["user_id"], n_buckets)))
-        split = df.partition_by("_b", as_dict=True, maintain_order=True)
-        parts = {key[0]: part.drop("_b") for key, part in split.items()}
+        parts = by_bucket(df, n_buckets)
         self.fs.makedirs(self._path("plays"), exist_ok=True)
         for b in range(n_buckets):
             part = parts.get(b, schema.empty(schema.STORE_PLAYS))
@@ -561,12 +563,11 @@ class Store:
             p = _ids(p, "artist_key", artists, "artist_id", "artist_id")
             p = _ids(p, "track_key", tracks, "track_id", "track_id")
             p = p.with_columns(source=pl.lit(inc.source)).select(list(schema.STORE_PLAYS)).collect()
-            p = p.with_columns(_b=pl.Series(user_bucket(p["user_id"], n_buckets)))
-            for key, df in p.partition_by("_b", as_dict=True, maintain_order=True).items():
-                path = f"{folder}/b-{key[0]:04d}/{i:06d}.parquet"
+            for b, df in by_bucket(p, n_buckets).items():
+                path = f"{folder}/b-{b:04d}/{i:06d}.parquet"
                 self.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
                 with self.fs.open(path, "wb") as f:
-                    df.drop("_b").write_parquet(f)
+                    df.write_parquet(f)
         return folder
 
     def append_plays(self, plays: pl.DataFrame, source: str = "api") -> IngestReport:
@@ -619,12 +620,9 @@ class Store:
         if not len(rejects):
             return None
         stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
-        self.fs.makedirs(self._path("rejects"), exist_ok=True)
         path = self._path("rejects", f"{src}-{stamp}.csv")
-        tmp = f"{path}.tmp-{uuid.uuid4().hex}"
-        with self.fs.open(tmp, "wb") as f:
-            rejects.frame().select(list(REJECTS_SCHEMA)).write_csv(f)
-        self.fs.mv(tmp, path)
+        table = rejects.frame().select(list(REJECTS_SCHEMA))
+        fsio.atomic_write(self.fs.unstrip_protocol(path), lambda f: table.write_csv(f))
         return self._display(path)
 
     def _update_manifest(self, report: IngestReport, files: list[str], n_buckets: int) -> None:
