@@ -42,11 +42,7 @@ def _share(n: int, frac: float) -> int:
 
 
 def _check(test_frac: float, valid_frac: float) -> None:
-    base = _split_module()
-    base._check_frac("test_frac", test_frac)
-    base._check_frac("valid_frac", valid_frac, low_open=False)
-    if test_frac + valid_frac >= 1:
-        raise MusicrecError(f"test_frac + valid_frac must be < 1, got {test_frac + valid_frac}")
+    _split_module()._check_fracs(test_frac, valid_frac)
 
 
 def _with_history(part: pl.DataFrame, train: pl.DataFrame) -> tuple[pl.DataFrame, int]:

@@ -44,6 +44,14 @@ def _check_frac(name: str, value: float, low_open: bool = True) -> None:
         raise MusicrecError(f"{name} must be in {'(0, 1)' if low_open else '[0, 1)'}, got {value}")
 
 
+def _check_fracs(test_frac: float, valid_frac: float) -> None:
+    """A test fraction in (0, 1), a validation fraction in [0, 1), together < 1."""
+    _check_frac("test_frac", test_frac)
+    _check_frac("valid_frac", valid_frac, low_open=False)
+    if test_frac + valid_frac >= 1:
+        raise MusicrecError(f"test_frac + valid_frac must be < 1, got {test_frac + valid_frac}")
+
+
 def _require_timestamps(events: pl.DataFrame, protocol: str) -> None:
     if events.height and events["timestamp"].null_count() == events.height:
         raise MusicrecError(
@@ -108,10 +116,7 @@ def user_holdout(
     Split with ``evaluation="user"``; all events of a held-out (user, item) pair go to
     the same part, and test/valid rows of items absent from train are removed.
     """
-    _check_frac("test_frac", test_frac)
-    _check_frac("valid_frac", valid_frac, low_open=False)
-    if test_frac + valid_frac >= 1:
-        raise MusicrecError(f"test_frac + valid_frac must be < 1, got {test_frac + valid_frac}")
+    _check_fracs(test_frac, valid_frac)
     ev = _events(events)
     # Label every row directly (no table of distinct pairs joined back: at 100M plays that join
     # needed > 20 GB). For a fixed (seed, user) the hash is a bijection of the item id, so
@@ -206,10 +211,7 @@ def temporal(events, test_frac: float = 0.2, valid_frac: float = 0.1) -> Split:
     train. ``meta["params"]`` records the cut times. Test users may have no train history
     (``meta["test_users_without_history"]``).
     """
-    _check_frac("test_frac", test_frac)
-    _check_frac("valid_frac", valid_frac, low_open=False)
-    if test_frac + valid_frac >= 1:
-        raise MusicrecError(f"test_frac + valid_frac must be < 1, got {test_frac + valid_frac}")
+    _check_fracs(test_frac, valid_frac)
     ev = _events(events)
     _require_timestamps(ev, "temporal")
     ts = ev["timestamp"].drop_nulls().sort()
