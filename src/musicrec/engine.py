@@ -19,7 +19,17 @@ from musicrec import MusicrecError
 ENGINES = ("local", "ray")
 
 
-class LocalEngine:
+class _Closing:
+    """``with engine:`` closes it on exit."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class LocalEngine(_Closing):
     """Runs every call in this process, one after the other."""
 
     name = "local"
@@ -32,7 +42,7 @@ class LocalEngine:
         pass
 
 
-class RayEngine:
+class RayEngine(_Closing):
     """Runs each call as a Ray task.
 
     Parameters
@@ -93,10 +103,7 @@ def using(engine=None) -> Iterator:
     """``with using(engine) as e:`` — an engine object for None (local), a name (``"local"``,
     ``"ray"``; closed on exit) or an engine (used as it is, left open)."""
     if engine is None or isinstance(engine, str):
-        owned = make_engine(engine or "local")
-        try:
+        with make_engine(engine or "local") as owned:
             yield owned
-        finally:
-            owned.close()
     else:
         yield engine

@@ -93,18 +93,14 @@ def register(app: typer.Typer) -> None:
         from musicrec.store import Store
 
         err = Console(stderr=True)
-        eng = None
         try:
             options = {"user": user, "source": source_name, "columns": parse_map(map_) or None}
             chunks = read_chunks(source, path, **options)
-            eng = engine_from_options(engine, ray_address)
-            with err.status(f"ingesting {path} ({source}) into {store}…"):
+            with engine_from_options(engine, ray_address) as eng, \
+                    err.status(f"ingesting {path} ({source}) into {store}…"):
                 report = Store(store).ingest_chunks(chunks, engine=eng, partitions=partitions)
         except MusicrecError as exc:
             _fail(exc)
-        finally:
-            if eng is not None:
-                eng.close()
         a, c = report.added, report.counts
         typer.echo(f"plays: {report.plays_added:,} added, {report.plays_duplicate:,} already there, "
                    f"{report.rejected:,} rejected")

@@ -220,15 +220,12 @@ def register(app: typer.Typer) -> None:
         if parallel is not None and parallel < 1:
             raise MusicrecError("--parallel must be at least 1")
         sp = _load_split(split)
-        runner = engine_from_options(engine, ray_address)
-        try:
+        with engine_from_options(engine, ray_address) as runner:
             n = parallel or default_parallel(runner)
             batched = engine != "local" or n > 1
             res = run_tune(model, sp, n_trials=trials, metric=metric, base_params=_params(param),
                            timeout_s=timeout, progress=True, engine=runner if batched else None, parallel=n,
                            split_url=fsio.absolute(split))
-        finally:
-            runner.close()
         done = sum(t["state"] == "complete" for t in res.trials)
         typer.echo(f"best {res.metric} on valid = {res.best_value:.4f} with {json.dumps(res.best_params)} "
                    f"({done} of {len(res.trials)} trials completed, {res.seconds:.0f}s)")

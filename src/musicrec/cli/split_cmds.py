@@ -135,13 +135,10 @@ def register(app: typer.Typer) -> None:
                     fail(f"{', '.join(wrong)} do(es) not apply to protocol {protocol}")
             from musicrec.cli.main import engine_from_options
 
-            runner = engine_from_options(engine, ray_address)
-            try:
+            with engine_from_options(engine, ray_address) as runner:
                 result = make_split(target, protocol, out=out, item_level=item, seed=seed, min_ms=min_ms,
                                     session_gap_s=session_gap, k_core_user=k_core_user, k_core_item=k_core_item,
                                     sources=source or None, engine=runner, **params)
-            finally:
-                runner.close()
         _summary(result, out)
         if result.test.height == 0:
             typer.echo("warning: the test part is empty; check the protocol parameters", err=True)
