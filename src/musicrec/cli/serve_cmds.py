@@ -12,7 +12,6 @@ import typer
 
 from musicrec import MusicrecError
 
-ANN_MODES = ("auto", "exact", "hnsw", "ivf")
 OPTIONS_ENV = "MUSICREC_SERVE_OPTIONS"
 
 
@@ -111,8 +110,10 @@ def register(app: typer.Typer) -> None:
         access_log: bool = typer.Option(True, "--access-log/--no-access-log", help="log every request"),
     ):
         """Serve a model over HTTP: recommendations, similar items, search, new plays; web page at /."""
-        if ann not in ANN_MODES:
-            raise MusicrecError(f"--ann must be one of {', '.join(ANN_MODES)}, got {ann!r}")
+        from musicrec.serve.retrieval import MODES
+
+        if ann not in MODES:
+            raise MusicrecError(f"--ann must be one of {', '.join(MODES)}, got {ann!r}")
         if workers < 1 or threads < 1 or not 0 < port < 65536 or max_body_bytes < 1 or watch < 0:
             raise MusicrecError("--workers, --threads and --max-body-bytes must be >= 1, --port in 1..65535, "
                                 "--watch >= 0")

@@ -94,7 +94,7 @@ class ModelBundle:
         self._user_sorted: tuple[np.ndarray, np.ndarray] | None = None   # (order, sorted store ids)
         tags = _split_item_tags(self.meta) if item_tags is None else item_tags
         self.item_tags = schema.conform(tags, schema.SPLIT_ITEM_TAGS).join(ids, on="item_id", how="semi")
-        self._popularity = popularity
+        self.popularity = popularity
         self._tag_index = None        # (TagVocab, TagMatrix over the model's items), built on first use
 
     # ------------------------------------------------------------ persistence
@@ -218,7 +218,7 @@ class ModelBundle:
         if unknown:
             raise MusicrecError(f"unknown tag(s) {', '.join(map(repr, unknown))}; known tags include: "
                                 f"{', '.join(vocab.names[:8])}")
-        weight = np.asarray(index.matrix[:, cols].sum(axis=1)).ravel() * np.log1p(self._popularity)
+        weight = np.asarray(index.matrix[:, cols].sum(axis=1)).ravel() * np.log1p(self.popularity)
         order = np.argsort(-weight, kind="stable")
         order = order[weight[order] > 0][:n]
         return order.astype(np.int64), [vocab.names[c] for c in cols]

@@ -68,10 +68,6 @@ class EventOverlay:
             items = [i for i, t in zip(plays.items, plays.arrived) if t > since]
         return np.asarray(items, dtype=np.int64)
 
-    def __contains__(self, user: tuple) -> bool:
-        with self._lock:
-            return user in self._by_user
-
 
 _THREAD_LOCKS: dict[str, threading.Lock] = {}
 _THREAD_LOCKS_GUARD = threading.Lock()

@@ -16,6 +16,7 @@ whole new one in on reload.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import os
 import threading
@@ -105,7 +106,7 @@ class Service:
         self.source_ids = bundle.items["source_id"].to_list()
         self.artists = self.names if self.item_level == "artist" else bundle.items["artist_name"].to_list()
         self.artist_of = _artist_codes(self.artists)
-        self.popularity = np.diff(train.matrix.tocsc().indptr).astype(np.int64)
+        self.popularity = bundle.popularity.astype(np.int64)
         self.tags = _top_tags(bundle.item_tags, self.index_of_ids)
         self.has_similarity = type(self.model).item_similarity is not Recommender.item_similarity
         self.retriever, self.item_vectors = self._build_retriever(ann)
@@ -262,9 +263,14 @@ class Service:
                       mmr_lambda=None if not diversity else 1.0 - float(diversity),
                       item_vectors=self.item_vectors if diversity else None, similarity=similarity)
 
+    @functools.cached_property
+    def _by_popularity(self) -> np.ndarray:
+        """Item indices, most listeners first (sorted once, not per request)."""
+        return np.argsort(-self.popularity, kind="stable")
+
     def _popular(self, k: int, max_per_artist) -> list[dict]:
         _check_k(k)
-        order = np.argsort(-self.popularity, kind="stable")[: min(self.n_items, k + MAX_CANDIDATE_MARGIN)]
+        order = self._by_popularity[: min(self.n_items, k + MAX_CANDIDATE_MARGIN)]
         idx, scores = self._rerank(order, self.popularity[order].astype(np.float32), k, np.zeros(0, np.int64),
                                    max_per_artist, None)
         return self._cards(idx, scores, ["popular now"] * len(idx))
