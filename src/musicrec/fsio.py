@@ -101,8 +101,32 @@ def read_json(url: str):
 
 
 def load_npz(url: str) -> dict[str, np.ndarray]:
-    """All arrays of an ``.npz`` at ``url`` (never unpickles: ``allow_pickle=False``)."""
-    with open_file(url, "rb") as fh:
+    """All arrays of an ``.npz`` at ``url`` (never unpickles: ``allow_pickle=False``); a local
+    file is read straight from disk, a remote one through one in-memory copy."""
+    fs, path = filesystem(url)
+    if is_local(url):
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    with fs.open(path, "rb") as fh:
         data = fh.read()
     with np.load(io.BytesIO(data), allow_pickle=False) as z:
         return {k: z[k] for k in z.files}
+
+
+def read_parquet(url: str, columns: list[str] | None = None):
+    """A Parquet file at ``url`` as a Polars DataFrame (only ``columns`` when given). A local
+    file is read by path, so Polars reads just the columns it needs."""
+    import polars as pl
+
+    fs, path = filesystem(url)
+    if is_local(url):
+        return pl.read_parquet(path, columns=columns)
+    with fs.open(path, "rb") as fh:
+        return pl.read_parquet(fh, columns=columns)
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type name when it has none), for one-line
+    errors."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

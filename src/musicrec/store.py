@@ -400,11 +400,10 @@ class Store:
         if not self.fs.exists(path):
             return schema.empty(sch)
         try:
-            with self.fs.open(path, "rb") as f:
-                return schema.conform(pl.read_parquet(f), sch)
+            return schema.conform(fsio.read_parquet(self.fs.unstrip_protocol(path)), sch)
         except (pl.exceptions.PolarsError, OSError) as exc:
             raise MusicrecError(f"store table {self._display(path)} is unreadable "
-                                f"({str(exc).splitlines()[0]})") from None
+                                f"({fsio.first_line(exc)})") from None
 
     def scan(self, name: str, ordered: bool = True) -> pl.LazyFrame:
         """Table ``name`` lazily: a real Parquet scan for local stores (over every plays
@@ -708,12 +707,10 @@ def merge_bucket(bucket: int, store: str, staging: str) -> tuple[int, int, int]:
 def read_play_partition(url: str, columns: list[str] | None = None) -> pl.DataFrame:
     """One partition of a store's plays (``schema.STORE_PLAYS``, or ``columns`` of it), e.g.
     inside a Ray task; see :meth:`Store.play_partitions`."""
-    fs, path = fsspec.core.url_to_fs(url)
     try:
-        with fs.open(path, "rb") as f:
-            df = pl.read_parquet(f, columns=columns) if columns else pl.read_parquet(f)
+        df = fsio.read_parquet(url, columns=columns)
     except (pl.exceptions.PolarsError, OSError) as exc:
-        raise MusicrecError(f"plays partition {url} is unreadable ({str(exc).splitlines()[0]})") from None
+        raise MusicrecError(f"plays partition {url} is unreadable ({fsio.first_line(exc)})") from None
     sch = schema.STORE_PLAYS if not columns else {c: schema.STORE_PLAYS[c] for c in columns}
     return schema.conform(df, sch)
 

@@ -193,12 +193,8 @@ def load_arrays(path: str) -> dict[str, np.ndarray]:
     A missing or unreadable file is a one-line MusicrecError naming it.
     """
     try:
-        if fsio.is_local(path):   # straight from disk: no in-memory copy of the whole file
-            with np.load(path, allow_pickle=False) as z:
-                return {k: z[k] for k in z.files}
         return fsio.load_npz(path)
     except FileNotFoundError:
         raise MusicrecError(f"{path}: no such file") from None
     except (OSError, ValueError, zipfile.BadZipFile) as exc:
-        text = str(exc).strip().splitlines()
-        raise MusicrecError(f"{path}: unreadable array file ({text[0] if text else type(exc).__name__})") from None
+        raise MusicrecError(f"{path}: unreadable array file ({fsio.first_line(exc)})") from None

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from musicrec import MusicrecError, __version__
+from musicrec import MusicrecError, fsio, __version__
 
 
 # ---------------------------------------------------------------- network
@@ -266,20 +266,20 @@ class AudioCNN:
     @classmethod
     def load(cls, path: str, device: str = "auto") -> "AudioCNN":
         """A model saved by ``save``, on ``device``."""
-        import json
-
+        from musicrec.features.interactions import load_arrays
         from musicrec.train.trainer import pick_device
 
         cfg_path, state_path = os.path.join(path, "config.json"), os.path.join(path, "state.npz")
         if not (os.path.isfile(cfg_path) and os.path.isfile(state_path)):
             raise MusicrecError(f"{path}: not a saved audio CNN (config.json and state.npz expected)")
-        with open(cfg_path, encoding="utf-8") as fh:
-            cfg = json.load(fh)
+        try:
+            cfg = fsio.read_json(cfg_path)
+        except (OSError, ValueError) as exc:
+            raise MusicrecError(f"{cfg_path}: unreadable ({fsio.first_line(exc)})") from None
         if cfg.get("model") != cls.name:
             raise MusicrecError(f"{path}: holds model {cfg.get('model')!r}, not {cls.name!r}")
         model = cls(**{**cfg["params"], "device": device})
-        with np.load(state_path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
+        arrays = load_arrays(state_path)
         model.task_ = cfg["task"]
         model.mel_mean_, model.mel_std_ = arrays["mel_mean"], arrays["mel_std"]
         if model.task_ == "classify":

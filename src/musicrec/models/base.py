@@ -246,8 +246,7 @@ def read_config(path: str) -> dict:
         present = fsio.isfile(cfg)
         config = fsio.read_json(cfg) if present else None
     except (OSError, ValueError) as exc:
-        text = str(exc).strip().splitlines()
-        raise MusicrecError(f"{path}: unreadable model config ({text[0] if text else type(exc).__name__})") from None
+        raise MusicrecError(f"{path}: unreadable model config ({fsio.first_line(exc)})") from None
     if not present:
         raise MusicrecError(f"{path}: not a model directory (no config.json)")
     if not isinstance(config, dict) or "model" not in config:

@@ -26,6 +26,7 @@ import warnings
 import numpy as np
 
 from musicrec import MusicrecError, fsio
+from musicrec.features.interactions import load_arrays
 
 MODES = ("auto", "fp32", "int8", "off")
 
@@ -89,7 +90,7 @@ def load(folder: str, meta: dict | None = None, mode: str | None = None, threads
         threads = int(raw)
     with fsio.open_file(fsio.join(folder, name), "rb") as fh:
         network = fh.read()
-    vectors = fsio.load_npz(fsio.join(folder, meta["item_vectors"]))["item_vectors"]
+    vectors = load_arrays(fsio.join(folder, meta["item_vectors"]))["item_vectors"]
     return OnnxScorer(network, vectors, threads=threads, name=name)
 
 

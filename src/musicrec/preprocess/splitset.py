@@ -120,32 +120,20 @@ class Split:
         try:
             present = fsio.isfile(meta_path)
         except (OSError, ValueError) as exc:
-            raise MusicrecError(f"{path}: cannot read the split ({_first_line(exc)})") from None
+            raise MusicrecError(f"{path}: cannot read the split ({fsio.first_line(exc)})") from None
         if not present:
             raise MusicrecError(f"{path}: not a split folder (no meta.json); make one with `musicrec split`")
 
-        local = fsio.is_local(path)
-
         def read(name: str) -> pl.DataFrame | None:
             url = fsio.join(path, name)
-            if not fsio.isfile(url):
-                return None
-            if local:   # by path: Polars reads only what it needs, no copy of the file in memory
-                return pl.read_parquet(fsio.filesystem(url)[1])
-            with fsio.open_file(url, "rb") as fh:
-                return pl.read_parquet(fh)
+            return fsio.read_parquet(url) if fsio.isfile(url) else None
 
         try:
             meta = fsio.read_json(meta_path)
             tables = {name: read(f"{name}.parquet") for name in TABLE_FILES}
         except (OSError, ValueError, pl.exceptions.PolarsError) as exc:
-            raise MusicrecError(f"{path}: unreadable split ({_first_line(exc)})") from None
+            raise MusicrecError(f"{path}: unreadable split ({fsio.first_line(exc)})") from None
         missing = [f"{name}.parquet" for name in ("train", "test") if tables[name] is None]
         if missing:
             raise MusicrecError(f"{path}: incomplete split folder (no {' or '.join(missing)})")
         return cls(**tables, meta=meta)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

@@ -129,7 +129,7 @@ class ModelBundle:
         try:
             meta = fsio.read_json(meta_url) if fsio.isfile(meta_url) else {}
         except (OSError, ValueError) as exc:
-            raise MusicrecError(f"{meta_url}: unreadable ({str(exc).strip().splitlines()[0]})") from None
+            raise MusicrecError(f"{meta_url}: unreadable ({fsio.first_line(exc)})") from None
         # an older folder without item_tags.parquet falls back to the split's tags
         tags = _read_parquet(fsio.join(path, "item_tags.parquet"))
         return cls(model, schema.empty(schema.SPLIT_ITEMS) if items is None else items,
