@@ -29,6 +29,9 @@ def quickstart(tmp_path_factory, shared_data):
 
 def test_quickstart_reports_ranked_models(quickstart):
     base, proc = quickstart
+    # one progress line per tuning trial, for every tunable model
+    for name in ("itemknn", "ease", "als", "bpr"):
+        assert f"{name} trial 1/3:" in proc.stdout, proc.stdout[-2000:]
     report = base / "report"
     for name in ("report.md", "metrics.json", "metric_vs_k.png"):
         assert (report / name).stat().st_size > 0

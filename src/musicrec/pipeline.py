@@ -24,12 +24,15 @@ class Comparison:
 
 
 def compare(split: Split, models=USER_MODELS, ks=(10, 20), trials: int = 0, params: dict | None = None,
-            progress: bool = False, log=print, seed: int = 0, tune_timeout_s: float | None = None) -> Comparison:
+            progress: bool = False, log=print, seed: int = 0, tune_timeout_s: float | dict | None = None,
+            trial_lines: bool = False) -> Comparison:
     """Tune (when ``trials`` > 0 and the split has validation data), refit on train+valid, score test.
 
     ``params`` maps model name -> fixed params that override defaults and tuning; for a deep model a
     fixed ``epochs`` is the most each tuning trial may run, and the refit uses the best trial's best
-    epoch. ``tune_timeout_s`` stops a model's tuning after that many seconds (finished trials count).
+    epoch. ``tune_timeout_s`` (seconds; one number for every model, or a dict by model name) stops
+    *starting* a model's tuning trials after that long (finished trials count). ``trial_lines``
+    logs one line per tuning trial instead of a progress bar.
     """
     from musicrec.evaluate.protocols import evaluate
     from musicrec.models.neural import NeuralRecommender
@@ -44,8 +47,10 @@ def compare(split: Split, models=USER_MODELS, ks=(10, 20), trials: int = 0, para
         chosen = dict(fixed)
         deep = issubclass(model_class(name), NeuralRecommender)
         if trials > 0 and has_valid and tunable(name):
-            result = tune(name, split, n_trials=trials, ks=ks, base_params=fixed, seed=seed, progress=progress,
-                          timeout_s=tune_timeout_s)
+            budget = tune_timeout_s.get(name) if isinstance(tune_timeout_s, dict) else tune_timeout_s
+            result = tune(name, split, n_trials=trials, ks=ks, base_params=fixed, seed=seed,
+                          progress=progress and not trial_lines, timeout_s=budget,
+                          on_trial=_trial_logger(name, log) if trial_lines else None)
             out.tuning[name] = result
             chosen = {**result.best_params, **fixed}
             if deep:
@@ -68,10 +73,26 @@ def compare(split: Split, models=USER_MODELS, ks=(10, 20), trials: int = 0, para
     return out
 
 
+def _trial_logger(name: str, log):
+    """An ``on_trial`` callback for ``tune`` that logs one line per trial."""
+    def on_trial(entry: dict, done: int, n_trials: int, best) -> None:
+        value = f"{entry['value']:.4f}" if entry.get("value") is not None else entry["state"]
+        best_s = f", best {best:.4f}" if best is not None else ""
+        log(f"  {name} trial {done}/{n_trials}: {value} in {entry.get('fit_s') or 0:.1f}s{best_s}")
+    return on_trial
+
+
+#: quickstart tuning budget per model, seconds: no trial starts after it. Chosen so that the
+#: whole quickstart stays under 5 minutes on 2 cores shared with one other busy process
+#: (measured by benchmarks/quickstart_time.py); on an idle machine every trial usually fits.
+QUICKSTART_TUNE_BUDGET_S = 40.0
+
+
 def quickstart(home: str, mirror: str | None, out_dir: str, trials: int = 20, log=print,
-               progress: bool = True) -> dict:
+               progress: bool = True, tune_budget_s: float | None = QUICKSTART_TUNE_BUDGET_S) -> dict:
     """HetRec 2011 Last.fm 2K end to end: fetch, ingest, split, tune, evaluate, report, recommend.
 
+    ``tune_budget_s`` caps each model's tuning (seconds; None: no cap); one line is logged per trial.
     Returns a summary dict (paths, metrics, sample recommendations).
     """
     from musicrec.evaluate.report import write_report
@@ -92,11 +113,15 @@ def quickstart(home: str, mirror: str | None, out_dir: str, trials: int = 20, lo
     log(f"split: {split_dir} (train {split.train.height}, valid {split.valid.height if split.valid is not None else 0}, "
         f"test {split.test.height} rows)")
 
-    comp = compare(split, USER_MODELS, ks=(10, 20), trials=trials, log=log, progress=progress)
+    comp = compare(split, USER_MODELS, ks=(10, 20), trials=trials, log=log, progress=progress,
+                   tune_timeout_s=tune_budget_s, trial_lines=True)
     comp.results.sort(key=lambda r: -r.metrics["ndcg@10"])
     os.makedirs(out_dir, exist_ok=True)
     best = comp.results[0]
-    extra = f"Data: HetRec 2011 Last.fm 2K, protocol user-holdout (seed 0), {trials} Optuna trials per tunable model.\n"
+    ran = ", ".join(f"{name} {len(res.trials)}" for name, res in comp.tuning.items())
+    budget = f" (at most {tune_budget_s:.0f} s of tuning per model)" if tune_budget_s else ""
+    extra = (f"Data: HetRec 2011 Last.fm 2K, protocol user-holdout (seed 0), up to {trials} Optuna trials per "
+             f"tunable model{budget}; trials run: {ran}.\n")
     report_path = write_report(comp.results, out_dir, title="musicrec quickstart: HetRec 2011 Last.fm 2K", extra_md=extra)
 
     bundle_dir = os.path.join(out_dir, "models", best.model)

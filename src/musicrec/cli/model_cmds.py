@@ -304,6 +304,7 @@ def register(app: typer.Typer) -> None:
         mirror: Optional[str] = typer.Option(None, "--from", help="local copy of the datasets (else $MUSICREC_DATA_MIRROR, else download)"),
         out: str = typer.Option("musicrec-report", "--out", help="report folder"),
         trials: int = typer.Option(20, "--trials", help="Optuna trials for each tunable model"),
+        tune_budget: float = typer.Option(40.0, "--tune-budget", help="seconds of tuning per model: no trial starts after it (0: no limit)"),
     ):
         """HetRec Last.fm 2K end to end: fetch, ingest, split, tune, evaluate, report, recommend."""
         from musicrec.cli.main import data_home, data_mirror
@@ -311,7 +312,10 @@ def register(app: typer.Typer) -> None:
         from musicrec.pipeline import quickstart as run
 
         console = _console()
-        summary = run(data_home(), mirror or data_mirror(), out, trials=trials, log=console.print)
+        if tune_budget < 0:
+            raise MusicrecError(f"--tune-budget must be 0 (no limit) or positive seconds, got {tune_budget}")
+        summary = run(data_home(), mirror or data_mirror(), out, trials=trials, log=console.print,
+                      tune_budget_s=tune_budget or None)
         console.print(format_table(summary["results"], metrics=QUICK_METRICS))
         console.print(f"listener {summary['listener']} listens most to: {', '.join(summary['history'])}")
         recs = summary["recommendations"]

@@ -113,7 +113,7 @@ def fit_and_score(name: str, split: Split, params: dict, metric: str, ks, on_epo
 
 def _tune_batches(study, cls, name: str, split: Split, split_url: str | None, n_trials: int, metric: str,
                   ks, base_params: dict | None, timeout_s: float | None, engine, parallel: int,
-                  advance) -> list[dict]:
+                  advance, on_trial) -> list[dict]:
     """Ask ``parallel`` trials, evaluate them with ``engine.map(run_trial)``, tell, repeat."""
     import optuna
 
@@ -132,17 +132,34 @@ def _tune_batches(study, cls, name: str, split: Split, split_url: str | None, n_
             study.tell(trial, res["value"])
             log.append({"number": trial.number, "params": res["params"], "value": res["value"],
                         "state": "complete", "fit_s": res["fit_s"]})
+            _report(on_trial, log, n_trials)
         advance(len(trials))
     return log
 
 
+def _report(on_trial, log: list[dict], n_trials: int) -> None:
+    """Call ``on_trial(entry, done, n_trials, best)`` for the trial that just ended (if a callback)."""
+    if on_trial is None:
+        return
+    values = [e["value"] for e in log if e["state"] == "complete"]
+    on_trial(log[-1], len(log), n_trials, max(values) if values else None)
+
+
 def tune(name: str, split: Split, n_trials: int = 20, metric: str | None = None, ks=(10, 20),
          base_params: dict | None = None, seed: int = 0, timeout_s: float | None = None,
-         progress: bool = False, engine=None, parallel: int = 1, split_url: str | None = None) -> TuneResult:
+         progress: bool = False, engine=None, parallel: int = 1, split_url: str | None = None,
+         on_trial=None) -> TuneResult:
     """Search ``name``'s space for the params maximising ``metric`` on ``split``'s validation data.
 
     Parameters
     ----------
+    timeout_s : float, optional
+        Time budget in seconds: no trial *starts* after it (a running trial finishes), so a run
+        ends within ``timeout_s`` plus one trial's time.
+    on_trial : callable, optional
+        ``on_trial(entry, done, n_trials, best)`` after each trial ends (completed or pruned):
+        ``entry`` has ``number``, ``params``, ``value``, ``state``, ``fit_s``; ``best`` is the best
+        completed value so far (None before the first).
     engine : engine or None
         ``musicrec.engine`` engine that evaluates the trials (see the module docstring). None
         with ``parallel == 1``: trials run one after the other in this process, with pruning.
@@ -180,8 +197,15 @@ def tune(name: str, split: Split, n_trials: int = 20, metric: str | None = None,
                     entry["state"] = f"pruned at epoch {epoch}"
                     raise optuna.TrialPruned()
 
-        value, fit_s = fit_and_score(name, split, params, metric, ks, on_epoch=on_epoch if deep else None)
+        start = time.perf_counter()
+        try:
+            value, fit_s = fit_and_score(name, split, params, metric, ks, on_epoch=on_epoch if deep else None)
+        except optuna.TrialPruned:
+            entry["fit_s"] = round(time.perf_counter() - start, 3)
+            _report(on_trial, log, n_trials)
+            raise
         entry.update(value=value, fit_s=round(fit_s, 3), state="complete")
+        _report(on_trial, log, n_trials)
         return value
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -197,7 +221,7 @@ def tune(name: str, split: Split, n_trials: int = 20, metric: str | None = None,
         start = time.perf_counter()
         run = dict(study=study, cls=cls, name=name, split=split, split_url=split_url, n_trials=n_trials,
                    metric=metric, ks=ks, base_params=base_params, timeout_s=timeout_s,
-                   engine=engine or LocalEngine(), parallel=parallel)
+                   engine=engine or LocalEngine(), parallel=parallel, on_trial=on_trial)
         if progress:
             from rich.progress import Progress
 
