@@ -11,7 +11,9 @@ Endpoints (JSON; item cards as in ``musicrec.serve.service``)::
     POST /v1/users/{user_id}/events               {"plays": [{"item_id", "timestamp", "ms_played"}]}
     POST /admin/reload                            {"model_dir": optional}: hot-swap the model
 
-Every error is ``{"error": {"code": int, "message": str}}`` without internals. With an API key,
+A POST body is read as JSON whatever its Content-Type says (``curl -d`` sends a form type), and a
+body that is not one JSON object gets a 422 that shows an example. Every error is
+``{"error": {"code": int, "message": str}}`` without internals. With an API key,
 every path but ``/health``, the web page and the API docs needs ``Authorization: Bearer KEY`` or
 ``X-API-Key: KEY``. The read endpoints run on the event loop: they are short CPU work (about
 0.3-2 ms), and a hop to the thread pool made them 2.4x slower under load (benchmarks/serve_load.py);
@@ -32,9 +34,10 @@ import os
 import threading
 from typing import Annotated
 
-from fastapi import APIRouter, Body, FastAPI, Path, Query, Security
+from fastapi import APIRouter, Body, FastAPI, Path, Query, Request, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.routing import APIRoute
 from fastapi.security import APIKeyHeader, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from starlette.concurrency import run_in_threadpool
@@ -97,7 +100,8 @@ class SearchResults(BaseModel):
 class SessionRequest(BaseModel):
     """An anonymous listener or a live session; ids are store ids, source ids or names."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid",
+                              json_schema_extra={"examples": [{"seed_artists": ["radiohead", "bjork"], "k": 10}]})
     recent_plays: list[Id] = Field(default_factory=list, max_length=MAX_LIST, description="this session, oldest first")
     seed_artists: list[Id] = Field(default_factory=list, max_length=MAX_LIST, description="artists the listener likes")
     seed_tags: list[Annotated[str, StringConstraints(min_length=1, max_length=100)]] = Field(
@@ -116,7 +120,7 @@ class Play(BaseModel):
 
 
 class EventsRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"plays": [{"item_id": "Muse"}]}]})
     plays: list[Play] = Field(min_length=1, max_length=MAX_LIST)
 
 
@@ -129,7 +133,7 @@ class EventsResult(BaseModel):
 
 
 class ReloadRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"model_dir": "runs/als"}]})
     model_dir: str | None = Field(None, description="another model folder; default the current one")
 
 
@@ -255,7 +259,74 @@ class ApiKeyMiddleware:
         await _send_error(send, 401, reason, headers=[(b"www-authenticate", b"Bearer")])
 
 
-def _validation_message(exc: RequestValidationError) -> str:
+class JsonBodyRoute(APIRoute):
+    """A route that reads its request body as JSON whatever the Content-Type says.
+
+    ``curl -d '{...}'`` sends ``application/x-www-form-urlencoded``, and FastAPI hands a body of a
+    non-JSON type to validation as raw bytes ("Input should be a valid dictionary"). Every body
+    this API takes is JSON, so the header is not worth a failed request; a body that is not JSON
+    still gets a 422 (see ``_body_message``). The OpenAPI schema is unchanged (application/json).
+    """
+
+    def __init__(self, path: str, endpoint, **kwargs):
+        super().__init__(path, endpoint, **kwargs)
+        self.body_example = _body_example(self.body_field.field_info.annotation) if self.body_field else None
+
+    def get_route_handler(self):
+        handler = super().get_route_handler()
+        if self.body_field is None:
+            return handler
+
+        async def read_body_as_json(request: Request):
+            if not _is_json(request.headers.get("content-type")):
+                headers = [(k, v) for k, v in request.scope["headers"] if k != b"content-type"]
+                scope = {**request.scope, "headers": [*headers, (b"content-type", b"application/json")]}
+                request = Request(scope, request.receive)
+            return await handler(request)
+
+        return read_body_as_json
+
+
+def _is_json(content_type: str | None) -> bool:
+    media = (content_type or "").split(";")[0].strip().lower()
+    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
+
+
+def _body_example(annotation) -> str | None:
+    """The first ``examples`` entry of the body model in ``annotation`` (``Model`` or ``Model | None``)."""
+    for model in (annotation, *getattr(annotation, "__args__", ())):
+        extra = getattr(model, "model_config", {}).get("json_schema_extra") if isinstance(model, type) else None
+        if isinstance(extra, dict) and extra.get("examples"):
+            return json.dumps(extra["examples"][0])
+    return None
+
+
+def _body_message(err: dict, example: str | None) -> str | None:
+    """A message for a body that is not JSON, or is JSON but not an object; None for other errors."""
+    loc = tuple(err.get("loc", ()))
+    if err.get("type") == "json_invalid":
+        what = f"the request body is not valid JSON ({(err.get('ctx') or {}).get('error', 'decode error')})"
+    elif loc == ("body",) and err.get("type") == "missing":
+        what = "the request body is empty"
+    elif loc == ("body",) and err.get("type") in ("model_attributes_type", "dict_type", "model_type"):
+        what = f"the request body is JSON {_json_kind(err.get('input'))}, not an object"
+    else:
+        return None
+    how = f"expected a JSON object such as {example}" if example else "expected a JSON object"
+    return (f"{what}: {how}, sent as the raw body, e.g. curl -X POST URL -H 'Content-Type: application/json' "
+            f"-d '{example or '{}'}'")
+
+
+def _json_kind(value) -> str:
+    kinds = {list: "an array", str: "a string", bool: "a boolean", int: "a number", float: "a number"}
+    return "null" if value is None else kinds.get(type(value), "a value")
+
+
+def _validation_message(exc: RequestValidationError, example: str | None = None) -> str:
+    for err in exc.errors():
+        special = _body_message(err, example)
+        if special:
+            return special
     parts = []
     for err in exc.errors()[:3]:
         loc = ".".join(str(p) for p in err.get("loc", ()))
@@ -275,7 +346,8 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request, exc: RequestValidationError):
-        return JSONResponse(_error_body(422, _validation_message(exc)), status_code=422)
+        example = getattr(request.scope.get("route"), "body_example", None)
+        return JSONResponse(_error_body(422, _validation_message(exc, example)), status_code=422)
 
     @app.exception_handler(MusicrecError)
     async def user_error(request, exc: MusicrecError):
@@ -324,7 +396,7 @@ def create_app(model_dir: str, api_key: str | None = None, store_url: str | None
     _install_error_handlers(app)
     # the documented auth schemes (the middleware enforces them, before any body is read)
     documented = [Security(HTTPBearer(auto_error=False)), Security(APIKeyHeader(name="X-API-Key", auto_error=False))]
-    api = APIRouter(dependencies=documented if api_key else [])
+    api = APIRouter(dependencies=documented if api_key else [], route_class=JsonBodyRoute)
 
     @app.get("/health", response_model=Health, tags=["service"])
     def health():
