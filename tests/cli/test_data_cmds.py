@@ -34,6 +34,31 @@ def test_datasets_list_shows_cache_state(shared_data, tmp_path, monkeypatch):
     assert "yes" in line
 
 
+def test_datasets_list_shows_official_urls_and_licences(tmp_path, monkeypatch):
+    from musicrec.ingest.datasets import DATASETS
+
+    monkeypatch.setenv("MUSICREC_HOME", str(tmp_path))
+    out = runner.invoke(main.app, ["datasets", "list"])
+    assert out.exit_code == 0, out.output
+    for ds in DATASETS.values():
+        assert f"url:      {ds.url}" in out.stdout and f"licence:  {ds.licence}" in out.stdout
+
+
+def test_ingest_a_dataset_by_name_reads_the_fetched_copy_in_the_home(shared_data, tmp_path, monkeypatch):
+    monkeypatch.setenv("MUSICREC_HOME", str(tmp_path / "home"))
+    store = str(tmp_path / "store")
+    before = runner.invoke(main.app, ["ingest", "lastfm-1k-sample", "--store", store])
+    assert before.exit_code == 2
+    assert "run `musicrec datasets fetch lastfm-1k-sample` first" in before.output
+    assert runner.invoke(main.app, ["datasets", "fetch", "lastfm-1k-sample", "--from", shared_data]).exit_code == 0
+    out = runner.invoke(main.app, ["ingest", "lastfm-1k-sample", "--store", store])
+    assert out.exit_code == 0, out.output
+    assert "plays: 5,000 added" in out.stdout
+    # a reader name still needs the path
+    no_path = runner.invoke(main.app, ["ingest", "listenbrainz", "--store", store])
+    assert no_path.exit_code == 2 and "give the file or folder to read" in no_path.output
+
+
 def test_fetch_uses_the_mirror_environment_variable(shared_data, tmp_path, monkeypatch):
     monkeypatch.setenv("MUSICREC_HOME", str(tmp_path))
     monkeypatch.setenv("MUSICREC_DATA_MIRROR", shared_data)

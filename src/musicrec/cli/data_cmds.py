@@ -32,22 +32,21 @@ def register(app: typer.Typer) -> None:
 
     @datasets.command("list")
     def datasets_list():
-        """List the known datasets and whether each is cached under the data home."""
-        from rich.console import Console
-        from rich.table import Table
-
+        """List the known datasets: official URL, licence, files, row counts, and whether each is
+        fetched into the data home."""
         from musicrec.cli.main import data_home
         from musicrec.ingest.datasets import DATASETS, is_cached
 
         home = data_home()
-        table = Table(title=f"datasets (data home: {home})")
-        for col in ("name", "description", "files", "rows (all files)", "cached"):
-            table.add_column(col, overflow="fold")
+        typer.echo(f"datasets (data home: {home})")
         for name, ds in DATASETS.items():
             rows = [f.rows for f in ds.files if f.rows is not None]
-            table.add_row(name, ds.description, str(len(ds.files)), f"{sum(rows):,}" if rows else "?",
-                          "yes" if is_cached(name, home) else "no")
-        Console().print(table)
+            typer.echo(f"\n{name}  (fetched: {'yes' if is_cached(name, home) else 'no'})")
+            typer.echo(f"  {ds.description}")
+            typer.echo(f"  url:      {ds.url}")
+            typer.echo(f"  licence:  {ds.licence}")
+            typer.echo(f"  files:    {len(ds.files)}, {f'{sum(rows):,}' if rows else '?'} rows in all")
+            typer.echo(f"  cite:     {ds.citation}")
 
     @datasets.command("fetch")
     def datasets_fetch(
@@ -68,8 +67,9 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def ingest(
         source: str = typer.Argument(..., help="reader: hetrec-lastfm-2k, lastfm-1k, 30music, listenbrainz, "
-                                               "spotify-history, csv, parquet"),
-        path: str = typer.Argument(..., help="file or folder to read"),
+                                               "spotify-history, csv, parquet; or a dataset name"),
+        path: Optional[str] = typer.Argument(None, help="file or folder to read (a dataset: default its fetched "
+                                                        "copy in the data home)"),
         store: str = typer.Option(..., "--store", help="store folder or fsspec URL (created when absent)"),
         user: Optional[str] = typer.Option(None, "--user", help="listener name for single-user exports"),
         map_: Optional[list[str]] = typer.Option(None, "--map", help="canonical=column (csv/parquet), repeatable"),
@@ -83,17 +83,20 @@ def register(app: typer.Typer) -> None:
     ):
         """Read a listening log and merge it into a canonical Parquet store (idempotent).
 
-        CSV and Parquet input is read file by file (a big Parquet file in slices), so memory
-        stays bounded however large the log.
+        `musicrec ingest hetrec-lastfm-2k --store S` reads the copy `musicrec datasets fetch`
+        put in the data home. CSV and Parquet input is read file by file (a big Parquet file in
+        slices), so memory stays bounded however large the log.
         """
         from rich.console import Console
 
-        from musicrec.cli.main import engine_from_options
+        from musicrec.cli.main import data_home, engine_from_options
+        from musicrec.ingest.datasets import reader_and_path
         from musicrec.ingest.readers import read_chunks
         from musicrec.store import Store
 
         err = Console(stderr=True)
         try:
+            source, path = reader_and_path(source, path, data_home())
             options = {"user": user, "source": source_name, "columns": parse_map(map_) or None}
             chunks = read_chunks(source, path, **options)
             with engine_from_options(engine, ray_address) as eng, \

@@ -155,6 +155,25 @@ def is_cached(name: str, home: str) -> bool:
     return _marker_ok(spec(name), dataset_dir(name, home))
 
 
+def reader_and_path(source: str, path: str | None, home: str) -> tuple[str, str]:
+    """The reader and input of ``musicrec ingest SOURCE [PATH]``.
+
+    ``source`` is a reader name or a dataset name (which stands for its reader). Without ``path``
+    it must be a dataset, read from its fetched copy under ``home`` (``<home>/datasets/<name>/``),
+    so the command is right wherever ``$MUSICREC_HOME`` points.
+    """
+    ds = DATASETS.get(source)
+    if path is not None:
+        return (ds.reader if ds else source), path
+    if ds is None:
+        raise MusicrecError(f"{source}: give the file or folder to read (only a dataset, {', '.join(DATASETS)}, "
+                            "is read without one, from its fetched copy)")
+    if not is_cached(source, home):
+        raise MusicrecError(f"{source} is not fetched into {home} yet: run `musicrec datasets fetch {source}` "
+                            "first (or give the PATH of a copy)")
+    return ds.reader, dataset_dir(source, home)
+
+
 # ---- verification -----------------------------------------------------------------------------
 
 def count_rows(path: str, header: int = 1) -> int:
