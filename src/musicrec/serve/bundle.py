@@ -239,11 +239,38 @@ class ModelBundle:
                 rec.reason = rec.reason.replace("because you listened to", "close to") + f" ({' / '.join(names)})"
         return recs
 
+    def _similar_reasons(self, i: int, idx: np.ndarray) -> list[str]:
+        """Why each item of ``idx`` is like item ``i``, in terms a listener can check: the training
+        listeners who played both, and up to two (cleaned) tags both carry."""
+        from musicrec.features.tags import item_tag_vectors
+
+        m = self.model.train_.matrix
+        listeners = m[:, [i]].nonzero()[0]
+        common = np.asarray((m[listeners][:, idx] > 0).sum(axis=0)).ravel()
+        if self._tag_index is None:
+            self._tag_index = item_tag_vectors(self.item_tags, self.model.train_.items.ids)
+        reasons = []
+        for j, n in zip(idx, common):
+            parts = [f"{n:,} listener{'s' if n != 1 else ''} in common"] if n else []
+            if self._tag_index is not None:
+                vocab, tags = self._tag_index
+                a, b = tags.matrix[i], tags.matrix[int(j)]
+                both = a.multiply(b).tocoo()
+                top = both.col[np.argsort(-both.data, kind="stable")][:2]
+                if len(top):
+                    parts.append("both tagged " + ", ".join(vocab.names[c] for c in top))
+            reasons.append("; ".join(parts) or "no listeners or tags in common")
+        return reasons
+
     def similar(self, name: str, k: int = 10) -> tuple[str, list[Recommendation]]:
-        """The matched item's display name and its ``k`` most similar items."""
+        """The matched item's display name and its ``k`` most similar items, each with the reason
+        (listeners in common, shared tags)."""
         i = self.item_index(name)
         try:
             idx, scores = self.model.similar_items([i], k=k)
         except NotImplementedError:
             raise MusicrecError(f"model {self.model.name} has no item similarity; use itemknn, ease, als, bpr or sr")
-        return self.display[i], self._package(idx[0], scores[0], np.array([], dtype=np.int64))
+        recs = self._package(idx[0], scores[0], np.array([], dtype=np.int64))
+        for rec, reason in zip(recs, self._similar_reasons(i, idx[0][:len(recs)])):
+            rec.reason = reason
+        return self.display[i], recs
