@@ -98,7 +98,7 @@ def quickstart(home: str, mirror: str | None, out_dir: str, trials: int = 20, lo
     from musicrec.evaluate.report import write_report
     from musicrec.ingest.datasets import fetch
     from musicrec.preprocess.split import make_split
-    from musicrec.serve.bundle import ModelBundle
+    from musicrec.serve.bundle import ModelBundle, bundle_meta
     from musicrec.store import ingest_path
 
     t0 = time.perf_counter()
@@ -125,9 +125,10 @@ def quickstart(home: str, mirror: str | None, out_dir: str, trials: int = 20, lo
     report_path = write_report(comp.results, out_dir, title="musicrec quickstart: HetRec 2011 Last.fm 2K", extra_md=extra)
 
     bundle_dir = os.path.join(out_dir, "models", best.model)
+    # compare refits every model on train + valid
     bundle = ModelBundle(comp.models[best.model], split.items, split.users,
-                         {"item_level": split.meta.get("item_level", "artist"), "split": split_dir,
-                          "protocol": "user-holdout", "params": best.info.get("params", {})})
+                         bundle_meta(split, split_dir, include_valid=True, fit_s=best.info.get("fit_s"),
+                                     params=best.info.get("params", {})))
     bundle.save(bundle_dir)
     listener = sample_listener(split)
     recs = bundle.recommend_user(listener, k=10)

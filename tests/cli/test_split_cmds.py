@@ -101,3 +101,53 @@ def test_user_coldstart_seeds_from_the_cli(tmp_path, capsys, shared_data):
         meta = json.load(fh)
     seeds = pl.DataFrame(meta["seeds"])
     assert seeds.height and seeds.group_by("user_id").len()["len"].unique().to_list() == [5]
+
+
+def _store(path, plays):
+    path.mkdir()
+    users = sorted({p["user_id"] for p in plays})
+    tables = {
+        "plays": pl.DataFrame(plays),
+        "users": pl.DataFrame(dict(user_id=users, source_id=[f"u{u}" for u in users])),
+        "artists": pl.DataFrame(dict(artist_id=list(range(10, 20)), name=[f"a{a}" for a in range(10, 20)])),
+        "tracks": pl.DataFrame(dict(track_id=[100], artist_id=[10])),
+    }
+    for name, df in tables.items():
+        schema.conform(df, getattr(schema, f"STORE_{name.upper()}")).write_parquet(path / f"{name}.parquet")
+    (path / "manifest.json").write_text(json.dumps({"schema_version": 1, "tables": {}, "sources": []}))
+    return str(path)
+
+
+@pytest.mark.parametrize("users, argv, message", [
+    # one listener: every held-out artist is theirs alone, so none is in the training part
+    ([1], ["--protocol", "user-holdout", "--item", "artist"],
+     "the test part is empty: the store has 1 listener after cleaning, so no held-out artist is in anyone's "
+     "training plays; user-holdout needs more listeners"),
+    # at track level only one play per listener is left
+    ([1, 2, 3], ["--protocol", "user-holdout", "--item", "track"],
+     "the test part is empty: 27 of 30 plays have no track id at --item track level; try --item artist"),
+    # too few listeners share artists for a validation part (the test part alone is fine)
+    ([1, 2, 3], ["--protocol", "user-holdout", "--item", "artist", "--valid-frac", "0.04"],
+     "the validation part is empty: user-holdout held out no rows for it"),
+])
+def test_an_empty_test_or_validation_part_is_an_error(tmp_path, capsys, users, argv, message):
+    plays = [dict(user_id=u, artist_id=10 + k, track_id=100 if k == 0 else None, play_count=1, source="x",
+                  timestamp=T0 + timedelta(seconds=1000 * k + u)) for u in users for k in range(10)]
+    store = _store(tmp_path / "store", plays)
+    out = tmp_path / "split"
+    code, _, err = run(["split", store, "--out", str(out), *argv], capsys)
+    assert code == 2 and err.startswith(f"error: {message}"), err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not out.exists()
+    if "--valid-frac" in argv:       # no validation part by design is fine
+        code, _, err = run(["split", store, "--out", str(out), *argv[:-1], "0"], capsys)
+        assert code == 0 and not err, err
+
+
+def test_split_import_of_an_empty_part_is_an_error(store, tmp_path, capsys):
+    (tmp_path / "train.tsv").write_text("user_id\titem_id\nu1\tt100\n")
+    (tmp_path / "test.tsv").write_text("user_id\titem_id\n")
+    code, _, err = run(["split", "import", store, "--train", str(tmp_path / "train.tsv"), "--test",
+                        str(tmp_path / "test.tsv"), "--out", str(tmp_path / "s")], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert err.startswith(f"error: the test part is empty: {tmp_path / 'test.tsv'} has a header but no rows")

@@ -230,7 +230,7 @@ def test_make_split_end_to_end(store, tmp_path):
 
 
 def test_make_split_artist_level_and_errors(store):
-    sp = make_split(store, "user-holdout", item_level="artist", min_items=2, seed=1)
+    sp = make_split(store, "user-holdout", item_level="artist", min_items=2, seed=1, valid_frac=0)
     assert set(sp.train["item_id"]) <= {10, 11}
     assert sorted(sp.item_tags.rows()) == [(10, "pop", 3.0), (11, "britpop", 1.0)]
     assert sp.meta["seed"] == 1
@@ -249,16 +249,29 @@ def test_make_split_artist_level_and_errors(store):
 def test_make_split_session_gap_and_k_core(store):
     # plays of a user are 1000 s apart: a 500 s gap makes each play a session; the last
     # 2500 s (plays k = 7, 8, 9) are test sessions of one play, which are dropped
-    sp = make_split(store, "session-lastday", sources=["x"], session_gap_s=500,
-                    test_days=2500 / 86_400, valid=False)
-    assert sp.evaluation == "session"
-    assert sp.train["session_id"].n_unique() == 21 and sp.test.height == 0
+    # (so the test part is empty: an error, not a split scored on nothing)
+    with pytest.raises(MusicrecError, match="the test part is empty: session-lastday held out no rows .*--test-days"):
+        make_split(store, "session-lastday", sources=["x"], session_gap_s=500, test_days=2500 / 86_400, valid=False)
     # user 9 has one artist: the only user under a 2-item core
-    cored = make_split(store, "user-holdout", item_level="artist", k_core_user=2, min_items=2)
+    cored = make_split(store, "user-holdout", item_level="artist", k_core_user=2, min_items=2, valid_frac=0)
     assert cored.meta["preprocess"]["dropped_k_core"] == 1
     assert 9 not in set(cored.train["user_id"])
     # at track level user 9's row has no item
-    assert make_split(store, "user-holdout", min_items=2).meta["preprocess"]["dropped_no_item"] == 1
+    assert make_split(store, "user-holdout", min_items=2, valid_frac=0).meta["preprocess"]["dropped_no_item"] == 1
+
+
+def test_empty_parts_say_why_and_what_to_change(store):
+    # two artists per listener at most: nothing to hold out at the default min_items=5
+    with pytest.raises(MusicrecError, match=r"the test part is empty: no listener has the 5 distinct artists "
+                                            r"user-holdout needs to hold some out \(the most any has is 2\); try --item track"):
+        make_split(store, "user-holdout", item_level="artist")
+    # the default level (track): the other level is no way out, so it is not suggested
+    with pytest.raises(MusicrecError, match=r"the most any has is 3\); user-holdout needs listeners with more tracks"):
+        make_split(store, "user-holdout", sources=["x"])
+    # a validation part the protocol was asked for, rounded to nothing
+    with pytest.raises(MusicrecError, match="the validation part is empty: .*make none with --valid-frac 0"):
+        make_split(store, "user-holdout", item_level="artist", min_items=2)
+    assert make_split(store, "user-holdout", item_level="artist", min_items=2, valid_frac=0).valid is None
 
 
 def test_protocol_registry_lists_all():

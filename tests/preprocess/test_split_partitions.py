@@ -56,9 +56,9 @@ def small_store(tmp_path):
 
 @pytest.mark.parametrize("k", [2, 3, 5])
 @pytest.mark.parametrize("protocol, kwargs", [
-    ("user-holdout", dict(item_level="artist", min_items=2)),
+    ("user-holdout", dict(item_level="artist", min_items=2, valid_frac=0)),   # too few artists for a valid part
     ("user-holdout", dict(sources=["x"], min_items=2, session_gap_s=900)),
-    ("session-lastday", dict(sources=["x"], test_days=0.05, min_session_len=1)),
+    ("session-lastday", dict(sources=["x"], test_days=0.05, min_session_len=1, valid=False)),
     ("leave-last-out", dict(sources=["x"], item_level="artist", k_core_item=2)),
 ])
 def test_any_partitioning_gives_the_same_split(small_store, tmp_path, monkeypatch, k, protocol, kwargs):

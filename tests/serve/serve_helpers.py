@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 
 # tiny settings per model: the tests check serving, not accuracy
 TINY = {
@@ -26,15 +25,13 @@ TINY = {
 def train_bundle(name: str, split_dir: str, out: str, params: dict | None = None) -> str:
     """Fit registry model ``name`` on the split folder and save a bundle to ``out`` (as `musicrec train`)."""
     from musicrec.preprocess.splitset import Split
-    from musicrec.serve.bundle import ModelBundle
+    from musicrec.serve.bundle import ModelBundle, bundle_meta
     from musicrec.train.fit import fit_model
 
     split = Split.load(split_dir)
     params = TINY.get(name, {}) if params is None else params
     # include_valid: deep models train exactly `epochs` without validating each epoch
     model, fit_s = fit_model(name, split, params, include_valid=True)
-    ModelBundle(model, split.items, split.users, {
-        "item_level": split.meta.get("item_level", "artist"), "split": os.path.abspath(split_dir),
-        "protocol": split.meta.get("protocol"), "fit_s": fit_s, "params": model.get_params(),
-    }).save(out)
+    ModelBundle(model, split.items, split.users,
+                bundle_meta(split, split_dir, True, fit_s=fit_s, params=model.get_params())).save(out)
     return out

@@ -66,7 +66,7 @@ def register(app: typer.Typer) -> None:
         from musicrec.models.compress import Distillation
         from musicrec.models.registry import create
         from musicrec.preprocess.splitset import Split
-        from musicrec.serve.bundle import ModelBundle
+        from musicrec.serve.bundle import ModelBundle, bundle_meta
         from musicrec.train.fit import catalogue, default_metric, parse_param, training_events, validation_fn
 
         _check_out(out, teacher)
@@ -89,11 +89,9 @@ def register(app: typer.Typer) -> None:
         start = time.perf_counter()
         student.fit(train, valid=valid, distill=task, checkpoint_dir=fsio.join(out, "checkpoints"), progress=True)
         fit_s = time.perf_counter() - start
-        ModelBundle(student, sp.items, sp.users, {
-            "item_level": sp.meta.get("item_level", "artist"), "split": fsio.absolute(split),
-            "protocol": sp.meta.get("protocol"), "fit_s": round(fit_s, 3), "params": student.get_params(),
-            "distilled_from": {"teacher_dir": fsio.absolute(teacher), **task.describe()},
-        }).save(out)
+        ModelBundle(student, sp.items, sp.users, bundle_meta(
+            sp, split, include_valid, fit_s=fit_s, params=student.get_params(),
+            distilled_from={"teacher_dir": fsio.absolute(teacher), **task.describe()})).save(out)
         ratio = student.n_parameters() / max(teacher_model.n_parameters(), 1)
         typer.echo(f"distilled {teacher_model.name} ({teacher_model.n_parameters():,} parameters) into {name} "
                    f"({student.n_parameters():,}, {ratio:.0%}) in {fit_s:.1f}s, best epoch {student.best_epoch_} "

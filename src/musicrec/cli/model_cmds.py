@@ -82,8 +82,13 @@ def _ks(ctx: typer.Context, k: list[int]) -> list[int]:
         extra.append(int(arg))
     ks = sorted({*k, *extra})
     if not ks or min(ks) < 1:
-        raise MusicrecError("--k values must be positive integers")
+        raise MusicrecError(f"--k values must be integers >= 1, got {', '.join(map(str, ks))}")
     return ks
+
+
+def _check_k(k: int) -> None:
+    if k < 1:
+        raise MusicrecError(f"-k must be at least 1, got {k}")
 
 
 def _print_recs(console, recs, title: str) -> None:
@@ -120,7 +125,7 @@ def register(app: typer.Typer) -> None:
         processes or N Ray Train workers; under torchrun, run this command
         as the module `musicrec.cli.main` (see `musicrec.train.distributed`).
         """
-        from musicrec.serve.bundle import ModelBundle
+        from musicrec.serve.bundle import ModelBundle, bundle_meta
         from musicrec.train.fit import fit_model, read_config
 
         params = {}
@@ -149,10 +154,8 @@ def register(app: typer.Typer) -> None:
         sp = _load_split(split)
         fitted, fit_s = fit_model(model, sp, params, include_valid=include_valid,
                                   checkpoint_dir=_checkpoints(out, resume), resume=resume, progress=True)
-        ModelBundle(fitted, sp.items, sp.users, {
-            "item_level": sp.meta.get("item_level", "artist"), "split": fsio.absolute(split),
-            "protocol": sp.meta.get("protocol"), "fit_s": round(fit_s, 3), "params": fitted.get_params(),
-        }).save(out)
+        ModelBundle(fitted, sp.items, sp.users,
+                    bundle_meta(sp, split, include_valid, fit_s=fit_s, params=fitted.get_params())).save(out)
         extra = f", best epoch {fitted.best_epoch_}" if hasattr(fitted, "best_epoch_") else ""
         typer.echo(f"trained {model} in {fit_s:.2f}s on {fitted.train_.n_users} users x "
                    f"{fitted.train_.n_items} items{extra} -> {out}")
@@ -174,15 +177,25 @@ def register(app: typer.Typer) -> None:
         k: list[int] = typer.Option([10, 20], "--k", help="cut-offs, e.g. --k 10 20"),
         json_path: Optional[str] = typer.Option(None, "--json", help="write metrics JSON here"),
         on: str = typer.Option("test", "--on", help="test or valid"),
+        allow_other_split: bool = typer.Option(
+            False, "--allow-other-split", help="score the model on a split other than the one it was trained on"),
     ):
-        """Full-ranking evaluation of a trained model on a split's test (or valid) data."""
+        """Full-ranking evaluation of a trained model on a split's test (or valid) data.
+
+        The split must be the one the model was trained on (its folder records a fingerprint of
+        the training rows); --allow-other-split scores it on another one deliberately.
+        """
         from musicrec.evaluate.protocols import evaluate as run_eval
         from musicrec.evaluate.report import format_table, write_json
         from musicrec.models.registry import load_model
+        from musicrec.serve.bundle import check_split, read_meta
 
         ks = _ks(ctx, k)
         sp = _load_split(split)
         model = load_model(model_dir)
+        if not allow_other_split and not check_split(read_meta(model_dir), sp, split):
+            typer.echo(f"warning: {model_dir} does not record the split it was trained on (an older model "
+                       "folder); cannot check that it is --split", err=True)
         result = run_eval(model, sp, ks=ks, on=on, progress=True)
         _console().print(format_table([result], ks))
         if json_path:
@@ -275,6 +288,7 @@ def register(app: typer.Typer) -> None:
 
         if sum([user is not None, bool(seed), bool(tag)]) != 1:
             raise MusicrecError("give either --user ID, one or more --seed NAME, or one or more --tag TAG")
+        _check_k(k)
         bundle = ModelBundle.load(model_dir)
         if user is not None:
             recs = bundle.recommend_user(user, k=k, exclude_seen=not include_seen)
@@ -296,6 +310,7 @@ def register(app: typer.Typer) -> None:
         """Items most similar to one artist/track."""
         from musicrec.serve.bundle import ModelBundle
 
+        _check_k(k)
         matched, recs = ModelBundle.load(model_dir).similar(name, k=k)
         _print_recs(_console(), recs, f"similar to {matched}")
 

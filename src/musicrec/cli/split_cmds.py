@@ -140,5 +140,3 @@ def register(app: typer.Typer) -> None:
                                     session_gap_s=session_gap, k_core_user=k_core_user, k_core_item=k_core_item,
                                     sources=source or None, engine=runner, **params)
         _summary(result, out)
-        if result.test.height == 0:
-            typer.echo("warning: the test part is empty; check the protocol parameters", err=True)

@@ -19,6 +19,12 @@ from musicrec import MusicrecError, __version__, fsio
 from musicrec.features.interactions import Histories, Interactions, atomic_savez, atomic_write_json, load_arrays
 
 
+def check_k(k) -> None:
+    """MusicrecError unless ``k`` (a list length asked for by a user) is an integer >= 1."""
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise MusicrecError(f"k must be an integer >= 1, got {k!r}")
+
+
 def topk(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Best ``k`` columns per row of ``scores`` (B, I) -> indices (B, k), scores (B, k), best first.
 
@@ -167,6 +173,7 @@ class Recommender:
         ``exclude_seen`` drops items in each history; ``exclude`` is an optional list of
         extra item-index arrays, one per row.
         """
+        check_k(k)
         self._check_fitted()
         scores = np.array(self.score(histories), dtype=np.float32, copy=True)
         if exclude_seen:
@@ -185,6 +192,7 @@ class Recommender:
 
     def similar_items(self, items, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
         """Most similar items to each of ``items`` (B,), excluding the item itself: (B, k) each."""
+        check_k(k)
         self._check_fitted()
         items = np.atleast_1d(np.asarray(items, dtype=np.int64))
         sims = np.array(self.item_similarity(items), dtype=np.float32, copy=True)

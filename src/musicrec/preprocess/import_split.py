@@ -152,6 +152,11 @@ def import_split(
         raise MusicrecError(f"unknown item level {item_level!r}; choose artist or track")
     paths = {"train": train, "test": test, "valid": valid}
     raw = {name: read_split_file(p) for name, p in paths.items() if p is not None}
+    for name, label in (("train", "training"), ("test", "test"), ("valid", "validation")):
+        if name in raw and raw[name].height == 0:
+            fix = " (or leave --valid out)" if name == "valid" else ""
+            raise MusicrecError(f"the {label} part is empty: {paths[name]} has a header but no rows; "
+                                f"give a --{name} file with rows{fix}")
     has_session = "session_id" in raw["test"].columns
     frames = {name: _parse(df, paths[name]) for name, df in raw.items()}
 

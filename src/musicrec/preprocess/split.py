@@ -25,6 +25,7 @@ from musicrec import MusicrecError, schema
 from musicrec.engine import using
 from musicrec.preprocess.clean import dedupe, drop_short_plays, k_core, to_events
 from musicrec.preprocess.coldstart import item_coldstart, user_coldstart
+from musicrec.preprocess.empty_parts import check_parts
 from musicrec.preprocess.sessionize import sessionize
 from musicrec.preprocess.splitset import Split
 
@@ -580,9 +581,13 @@ def make_split(
     if k_core_user > 0 or k_core_item > 0:
         events = k_core(events, min_user=k_core_user, min_item=k_core_item)
     if events.height == 0:
+        if n_events == 0 and counts["dropped_no_item"]:
+            raise MusicrecError(f"no plays left at --item {level} level: none of the {counts['dropped_no_item']:,} "
+                                f"kept plays has a {level} id; try --item {'artist' if level == 'track' else 'track'}")
         raise MusicrecError("no events left after cleaning and k-core filtering")
 
     split = fn(events, **kwargs)
+    check_parts(split, events, level, counts, level_given=item_level is not None)
     used = pl.concat([p["item_id"] for p in (split.train, split.valid, split.test) if p is not None])
     split.items, split.item_tags = catalog(store, level, used.unique())
     split.users = user_table(store, pl.concat([p["user_id"] for p in (split.train, split.valid, split.test)

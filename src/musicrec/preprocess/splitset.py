@@ -25,11 +25,47 @@ import shutil
 import uuid
 from dataclasses import dataclass, field
 
+import numpy as np
 import polars as pl
 
 from musicrec import MusicrecError, fsio, schema
 
 TABLE_FILES = ("train", "test", "valid", "items", "item_tags", "users")
+
+
+def _mix64(x: np.ndarray) -> np.ndarray:
+    """SplitMix64's finaliser on uint64 (wrapping arithmetic): a well-spread hash per value."""
+    with np.errstate(over="ignore"):
+        x = x ^ (x >> np.uint64(30))
+        x = x * np.uint64(0xBF58476D1CE4E5B9)
+        x = x ^ (x >> np.uint64(27))
+        x = x * np.uint64(0x94D049BB133111EB)
+        return x ^ (x >> np.uint64(31))
+
+
+def fingerprint(events: pl.DataFrame) -> str:
+    """A stable 32-hex-digit fingerprint of the rows (user_id, item_id, timestamp, weight) of
+    ``events`` (``schema.SPLIT_EVENTS``), whatever their order.
+
+    Each row is hashed on its own and the row hashes are summed (mod 2^64, twice with different
+    seeds), so the result does not depend on row order or on how the rows were partitioned,
+    and it is the same in every polars version (polars' own row hash is not). About 1 s for
+    10M rows. What a model folder records of the training part it was fitted on.
+    """
+    ev = schema.conform(events, schema.SPLIT_EVENTS)
+    cols = [
+        ev["user_id"].fill_null(-1).to_numpy().astype(np.uint64),
+        ev["item_id"].fill_null(-1).to_numpy().astype(np.uint64),
+        ev["timestamp"].dt.epoch("us").fill_null(-1).to_numpy().astype(np.uint64),
+        ev["weight"].fill_null(0.0).to_numpy().astype(np.float64).view(np.uint64),
+    ]
+    sums = []
+    for seed in (0x9E3779B97F4A7C15, 0xD1B54A32D192ED03):
+        h = np.full(ev.height, seed, dtype=np.uint64)
+        for col in cols:
+            h = _mix64(h ^ col)
+        sums.append(int(h.sum(dtype=np.uint64)) if ev.height else 0)
+    return "".join(f"{s:016x}" for s in sums)
 
 
 @dataclass

@@ -6,7 +6,8 @@ Layout written by ``ModelBundle.save`` (and ``musicrec train``)::
     items.parquet   # schema.SPLIT_ITEMS of the training catalogue: names, original ids
     item_tags.parquet  # schema.SPLIT_ITEM_TAGS of those items (for item cards and reasons)
     users.parquet   # schema.SPLIT_USERS: original user ids
-    bundle.json     # split path, protocol, item level, fit seconds
+    bundle.json     # the split it was fitted on (path, store, protocol, item level, a fingerprint
+                    # of the training rows: :func:`bundle_meta`), fit seconds, parameters
 
 The folder may be a local path or an fsspec URL (``s3://bucket/model``); every file is written
 atomically.
@@ -23,6 +24,7 @@ import polars as pl
 from musicrec import MusicrecError, fsio, schema
 from musicrec.features.interactions import Histories, atomic_write_json
 from musicrec.models.base import Recommender
+from musicrec.preprocess.splitset import Split, fingerprint
 from musicrec.serve.names import NameIndex
 
 
@@ -33,6 +35,83 @@ class Recommendation:
     name: str
     score: float
     reason: str           # "" when the model cannot explain
+
+
+def bundle_meta(split: Split, split_url: str, include_valid: bool, fit_s: float | None = None,
+                params: dict | None = None, **extra) -> dict:
+    """The ``bundle.json`` of a model fitted on ``split`` (saved at ``split_url``).
+
+    It records which split the model learned from, so that ``musicrec evaluate`` can refuse
+    another one (:func:`check_split`): the split's folder, store, protocol and item level,
+    whether validation rows were part of the fit (``include_valid``: asked for, and the split
+    has some), and the number and
+    :func:`~musicrec.preprocess.splitset.fingerprint` of the rows it was fitted on (train, or
+    train + valid). ``extra`` keys are added as given.
+    """
+    from musicrec.train.fit import training_events
+
+    events = training_events(split, include_valid)
+    meta = {
+        "split": fsio.absolute(split_url), "store": split.meta.get("store"),
+        "protocol": split.meta.get("protocol"), "item_level": split.meta.get("item_level", "artist"),
+        "include_valid": bool(include_valid and split.valid is not None and split.valid.height > 0),
+        "train_rows": events.height, "train_fingerprint": fingerprint(events),
+    }
+    if fit_s is not None:
+        meta["fit_s"] = round(fit_s, 3)
+    if params is not None:
+        meta["params"] = params
+    return {**meta, **extra}
+
+
+def _describe(record: dict) -> str:
+    parts = "train + valid" if record.get("include_valid") else "train"
+    rows = record.get("train_rows")
+    return (f"{record.get('split')} ({record.get('protocol')} split of store {record.get('store')}, "
+            f"{record.get('item_level')} level, {parts} {rows if rows is None else f'{rows:,}'} rows, "
+            f"fingerprint {str(record.get('train_fingerprint'))[:12]})")
+
+
+def check_split(meta: dict, split: Split, split_url: str) -> bool:
+    """Check that ``split`` is the one a model folder's ``meta`` (``bundle.json``) was fitted on.
+
+    Compares the fingerprint of the split's training rows (train, or train + valid when the
+    model was fitted on both) with the recorded one, so a moved or copied split still matches
+    and a split re-made with other parameters does not. Raises MusicrecError naming both
+    splits when they differ; returns False when ``meta`` records no fingerprint (a folder made
+    before musicrec recorded it: nothing to check), True when they match.
+    """
+    if not meta.get("train_fingerprint"):
+        return False
+    other = bundle_meta(split, split_url, bool(meta.get("include_valid")))
+    if other["train_fingerprint"] == meta["train_fingerprint"]:
+        return True
+    raise MusicrecError(f"the model was trained on {_describe(meta)}, not on {_describe(other)}; evaluate it on "
+                        "the split it was trained on, or pass --allow-other-split to score it on another one")
+
+
+def read_meta(path: str) -> dict:
+    """The ``bundle.json`` of model folder ``path`` ({} when it has none); MusicrecError when unreadable."""
+    url = fsio.join(os.fspath(path), "bundle.json")
+    try:
+        return fsio.read_json(url) if fsio.isfile(url) else {}
+    except (OSError, ValueError) as exc:
+        raise MusicrecError(f"{url}: unreadable ({fsio.first_line(exc)})") from None
+
+
+def nothing_to_recommend(who: str, n_items: int, n_seen: int, exclude_seen: bool, model: str) -> MusicrecError:
+    """The error for a request that leaves no item to recommend, saying why.
+
+    ``who`` names the request ("listener '2'", "these seeds"); ``n_seen`` is how many distinct
+    items of the ``n_items`` the model knows are in its history.
+    """
+    if exclude_seen and n_seen >= n_items:
+        return MusicrecError(f"nothing to recommend for {who}: their history already holds all {n_items} items "
+                             "this model knows, and played items are left out (--include-seen / "
+                             "exclude_seen=false keeps them)")
+    left = n_items - n_seen if exclude_seen else n_items
+    return MusicrecError(f"nothing to recommend for {who}: model {model} gives no finite score to any of the "
+                         f"{left} items it could recommend (their history tells it nothing)")
 
 
 def _write_parquet(df: pl.DataFrame, path: str) -> None:
@@ -125,11 +204,7 @@ class ModelBundle:
         model = load_model(path)
         items = _read_parquet(fsio.join(path, "items.parquet"))
         users = _read_parquet(fsio.join(path, "users.parquet"))
-        meta_url = fsio.join(path, "bundle.json")
-        try:
-            meta = fsio.read_json(meta_url) if fsio.isfile(meta_url) else {}
-        except (OSError, ValueError) as exc:
-            raise MusicrecError(f"{meta_url}: unreadable ({fsio.first_line(exc)})") from None
+        meta = read_meta(path)
         # an older folder without item_tags.parquet falls back to the split's tags
         tags = _read_parquet(fsio.join(path, "item_tags.parquet"))
         return cls(model, schema.empty(schema.SPLIT_ITEMS) if items is None else items,
@@ -176,12 +251,21 @@ class ModelBundle:
                                       self._explain(history, int(i))))
         return out
 
+    def _nonempty(self, recs: list[Recommendation], who: str, history: np.ndarray,
+                  exclude_seen: bool) -> list[Recommendation]:
+        """``recs``, or the error saying why there are none (never an empty answer)."""
+        if not recs:
+            raise nothing_to_recommend(who, self.model.train_.n_items, len(np.unique(history)), exclude_seen,
+                                       self.model.name)
+        return recs
+
     def recommend_user(self, user: str, k: int = 10, exclude_seen: bool = True) -> list[Recommendation]:
         """Top ``k`` for a known listener, with reasons from their history."""
         u = self.user_index(user)
         hist = self.model.train_.histories([u])
         idx, scores = self.model.recommend(hist, k=k, exclude_seen=exclude_seen)
-        return self._package(idx[0], scores[0], hist.sequences[0])
+        return self._nonempty(self._package(idx[0], scores[0], hist.sequences[0]), f"listener {user!r}",
+                              hist.sequences[0], exclude_seen)
 
     def recommend_seeds(self, seeds: list[str], k: int = 10, exclude_seen: bool = True) -> list[Recommendation]:
         """Top ``k`` for a new listener (or a session) given artist/track names in listening order.
@@ -194,7 +278,7 @@ class ModelBundle:
         items = np.array([self.item_index(s) for s in seeds], dtype=np.int64)
         hist = Histories.from_sequences([items], self.model.train_.n_items)
         idx, scores = self.model.recommend(hist, k=k, exclude_seen=exclude_seen)
-        return self._package(idx[0], scores[0], items)
+        return self._nonempty(self._package(idx[0], scores[0], items), "these seeds", items, exclude_seen)
 
     def tag_seeds(self, tags: list[str], n: int = 5) -> tuple[np.ndarray, list[str]]:
         """The ``n`` items that best stand for ``tags`` ("shoegaze", "post rock"; any spelling):
@@ -229,7 +313,7 @@ class ModelBundle:
         seeds, names = self.tag_seeds(tags)
         hist = Histories.from_sequences([seeds], self.model.train_.n_items)
         idx, scores = self.model.recommend(hist, k=k, exclude_seen=False)
-        recs = self._package(idx[0], scores[0], seeds)
+        recs = self._nonempty(self._package(idx[0], scores[0], seeds), "these tags", seeds, False)
         tagged = self._tag_index[1].matrix[:, self._tag_index[0].lookup(names)]
         for rec, i in zip(recs, idx[0]):
             hits = [n for n, w in zip(names, tagged[int(i)].toarray().ravel()) if w > 0]
@@ -273,4 +357,9 @@ class ModelBundle:
         recs = self._package(idx[0], scores[0], np.array([], dtype=np.int64))
         for rec, reason in zip(recs, self._similar_reasons(i, idx[0][:len(recs)])):
             rec.reason = reason
+        if not recs:
+            n = self.model.train_.n_items
+            raise MusicrecError(f"nothing is similar to {self.display[i]}: " + (
+                "the model knows no other item" if n <= 1 else
+                f"model {self.model.name} gives no finite similarity to any of the other {n - 1} items"))
         return self.display[i], recs

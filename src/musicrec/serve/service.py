@@ -30,7 +30,7 @@ import scipy.sparse as sp
 from musicrec import MusicrecError
 from musicrec.features.interactions import Histories
 from musicrec.models.base import Recommender, topk
-from musicrec.serve.bundle import ModelBundle
+from musicrec.serve.bundle import ModelBundle, nothing_to_recommend
 from musicrec.serve.events import EventOverlay, StoreWriter, check_store, data_cut_time, split_store_url
 from musicrec.serve.names import normalise
 
@@ -248,6 +248,8 @@ class Service:
             all_scores[:, seen] = -np.inf
             idx, scores = topk(all_scores, n)
         idx, scores = self._rerank(idx[0], scores[0], k, seen, max_per_artist, diversity)
+        if not len(idx):    # say why (HTTP 422), never an empty answer
+            raise nothing_to_recommend("this listener", self.n_items, len(seen), exclude_seen, self.model.name)
         return self._cards(idx, scores, self._reasons(idx, q))
 
     def _rerank(self, idx, scores, k, seen, max_per_artist, diversity):

@@ -302,9 +302,8 @@ def train_model(name: str, split: str, out: str, params: dict | None = None, inc
     ``checkpoint_dir`` "auto" is ``out/checkpoints`` for a local ``out`` and none for a URL
     (checkpoints are local files; resuming under DDP needs them where every rank reads them).
     """
-    from musicrec import fsio
     from musicrec.preprocess.splitset import Split
-    from musicrec.serve.bundle import ModelBundle
+    from musicrec.serve.bundle import ModelBundle, bundle_meta
     from musicrec.train.fit import fit_model
 
     from musicrec.models.neural import NeuralRecommender
@@ -318,12 +317,9 @@ def train_model(name: str, split: str, out: str, params: dict | None = None, inc
     fitted, fit_s = fit_model(name, sp, params, include_valid=include_valid, checkpoint_dir=checkpoint_dir,
                               resume=resume, progress=progress)
     if rank() == 0:
-        ModelBundle(fitted, sp.items, sp.users, {
-            "item_level": sp.meta.get("item_level", "artist"),
-            "split": fsio.absolute(split),
-            "protocol": sp.meta.get("protocol"), "fit_s": round(fit_s, 3), "params": fitted.get_params(),
-            "world_size": _world_size(),
-        }).save(out)
+        ModelBundle(fitted, sp.items, sp.users, bundle_meta(sp, split, include_valid, fit_s=fit_s,
+                                                            params=fitted.get_params(),
+                                                            world_size=_world_size())).save(out)
     return {"fit_s": round(fit_s, 3), "best_epoch": getattr(fitted, "best_epoch_", None),
             "history": getattr(fitted, "history_", []), "n_users": fitted.train_.n_users,
             "n_items": fitted.train_.n_items, "world_size": _world_size()}
