@@ -11,9 +11,8 @@ from musicrec.preprocess.splitset import Split
 #: models of the quickstart, in table order. Session models (sknn, sr) need session data.
 USER_MODELS = ("most-popular", "itemknn", "ease", "als", "bpr")
 SESSION_MODELS = ("most-popular", "recently-played", "itemknn", "sknn", "sr")
-#: fixed settings that are not tuned (EASE over items with >= 2 training listeners keeps
-#: the I x I inverse small; 1-listener items cannot be recommended from co-listening anyway)
-DEFAULT_PARAMS: dict[str, dict] = {"ease": {"min_item_users": 2}}
+#: fixed settings that are not tuned, by model name; none today: each model's own defaults hold
+DEFAULT_PARAMS: dict[str, dict] = {}
 
 
 @dataclass
