@@ -355,11 +355,11 @@ class ModelBundle:
         except NotImplementedError:
             raise MusicrecError(f"model {self.model.name} has no item similarity; use itemknn, ease, als, bpr or sr")
         recs = self._package(idx[0], scores[0], np.array([], dtype=np.int64))
-        for rec, reason in zip(recs, self._similar_reasons(i, idx[0][:len(recs)])):
-            rec.reason = reason
         if not recs:
             n = self.model.train_.n_items
             raise MusicrecError(f"nothing is similar to {self.display[i]}: " + (
                 "the model knows no other item" if n <= 1 else
                 f"model {self.model.name} gives no finite similarity to any of the other {n - 1} items"))
+        for rec, reason in zip(recs, self._similar_reasons(i, idx[0][:len(recs)])):
+            rec.reason = reason
         return self.display[i], recs
