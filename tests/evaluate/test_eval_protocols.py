@@ -13,7 +13,8 @@ L3 = math.log2(3)
 
 def test_user_protocol_exact_values(user_split):
     # ranking over ids 100 > 101 > ... > 105, each user's training items removed:
-    #   u10 (train 100, 101): [102, 103, 104, 105, pad]  relevant {102, 104} (999 unknown, 100 seen)
+    #   u10 (train 100, 101): [102, 103, 104, 105, pad]  relevant {102, 104, 999} (999 is not in the
+    #                          catalogue: never hit, but counted; 100 is a training item: dropped)
     #   u20 (train 102):      [100, 101, 103, 104]       relevant {101}
     #   u30 (train 100, 103, 104, 105): [101, 102, pad]  relevant {101, 102}
     #   u40 unknown user, u50 only re-listens 100 -> both skipped
@@ -21,23 +22,47 @@ def test_user_protocol_exact_values(user_split):
     res = evaluate(model, user_split, ks=(2, 4))
     pu = res.per_user.sort("user_id")
     assert pu["user_id"].to_list() == [10, 20, 30]
+    assert pu["n_relevant"].to_list() == [3, 1, 2]
+    # u10 ndcg@2: 1 / (1 + 1/log2 3) (ideal: min(2, 3) = 2 hits);  u20: (1/log2 3) / 1;  u30: 1
+    np.testing.assert_allclose(pu["ndcg@2"], [1 / (1 + 1 / L3), 1 / L3, 1.0])
+    # u10 ndcg@4: hits at ranks 1 and 3 -> (1 + 1/log2 4) / (1 + 1/log2 3 + 1/log2 4) (ideal: min(4, 3) = 3 hits)
+    np.testing.assert_allclose(pu["ndcg@4"], [1.5 / (1.5 + 1 / L3), 1 / L3, 1.0])
+    np.testing.assert_allclose(pu["precision@2"], [0.5, 0.5, 1.0])
+    np.testing.assert_allclose(pu["precision@4"], [0.5, 0.25, 0.5])  # u30's list is padded: 2 hits / 4
+    np.testing.assert_allclose(pu["recall@2"], [1 / 3, 1.0, 1.0])
+    np.testing.assert_allclose(pu["recall@4"], [2 / 3, 1.0, 1.0])
+    np.testing.assert_allclose(pu["mrr@2"], [1.0, 0.5, 1.0])
+    # u10 AP@4 = (1/1 + 2/3) / min(4, 3)
+    np.testing.assert_allclose(pu["map@4"], [(1 + 2 / 3) / 3, 0.5, 1.0])
+    assert res.metrics["ndcg@2"] == pytest.approx((1 / (1 + 1 / L3) + 1 / L3 + 1) / 3)
+    assert res.metrics["recall@4"] == pytest.approx((2 / 3 + 1 + 1) / 3)
+    info = res.info
+    assert info["relevant"] == "all"
+    assert (info["n_users"], info["n_users_unknown"], info["n_users_no_relevant"]) == (3, 1, 1)
+    assert (info["n_pairs_unknown_item"], info["n_relevant_unreachable"], info["n_pairs_seen_dropped"]) == (1, 1, 2)
+    assert info["n_relevant"] == 6 and info["n_valid_pairs_excluded"] == 0  # no validation part
+    assert info["protocol"] == "user" and info["ks"] == [2, 4] and "eval_s" in info
+
+
+def test_user_protocol_reachable_keeps_old_values(user_split):
+    # relevant="reachable" is the convention before issue 11: 999 (not in the catalogue) is left out
+    # of u10's relevant set {102, 104}, so u10's recall and NDCG come out higher than above
+    model = fitted(FixedScores(order=[100, 101, 102, 103, 104, 105]), user_split)
+    res = evaluate(model, user_split, ks=(2, 4), relevant="reachable")
+    pu = res.per_user.sort("user_id")
+    assert pu["user_id"].to_list() == [10, 20, 30]
     assert pu["n_relevant"].to_list() == [2, 1, 2]
-    # u10 ndcg@2: 1 / (1 + 1/log2 3);  u20: (1/log2 3) / 1;  u30: 1
     np.testing.assert_allclose(pu["ndcg@2"], [1 / (1 + 1 / L3), 1 / L3, 1.0])
     # u10 ndcg@4: (1 + 1/log2 4) / (1 + 1/log2 3) = 0.91972
     np.testing.assert_allclose(pu["ndcg@4"], [1.5 / (1 + 1 / L3), 1 / L3, 1.0])
-    np.testing.assert_allclose(pu["precision@2"], [0.5, 0.5, 1.0])
-    np.testing.assert_allclose(pu["precision@4"], [0.5, 0.25, 0.5])  # u30's list is padded: 2 hits / 4
     np.testing.assert_allclose(pu["recall@2"], [0.5, 1.0, 1.0])
-    np.testing.assert_allclose(pu["mrr@2"], [1.0, 0.5, 1.0])
     # u10 AP@4 = (1/1 + 2/3) / 2
     np.testing.assert_allclose(pu["map@4"], [(1 + 2 / 3) / 2, 0.5, 1.0])
-    assert res.metrics["ndcg@2"] == pytest.approx((1 / (1 + 1 / L3) + 1 / L3 + 1) / 3)
     assert res.metrics["recall@4"] == pytest.approx(1.0)
     info = res.info
+    assert info["relevant"] == "reachable"
     assert (info["n_users"], info["n_users_unknown"], info["n_users_no_relevant"]) == (3, 1, 1)
-    assert (info["n_pairs_unknown_item"], info["n_pairs_seen_dropped"]) == (1, 2)
-    assert info["protocol"] == "user" and info["ks"] == [2, 4] and "eval_s" in info
+    assert (info["n_pairs_unknown_item"], info["n_relevant_unreachable"], info["n_pairs_seen_dropped"]) == (1, 0, 2)
 
 
 def test_user_protocol_beyond_accuracy(user_split):

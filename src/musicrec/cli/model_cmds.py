@@ -179,11 +179,18 @@ def register(app: typer.Typer) -> None:
         on: str = typer.Option("test", "--on", help="test or valid"),
         allow_other_split: bool = typer.Option(
             False, "--allow-other-split", help="score the model on a split other than the one it was trained on"),
+        relevant: str = typer.Option(
+            "all", "--relevant", metavar="[all|reachable]",
+            help="all: every held-out item is relevant, also those missing from training (the standard, "
+                 "as RecBole/Elliot); reachable: only training-catalogue items (musicrec before issue 11)"),
     ):
         """Full-ranking evaluation of a trained model on a split's test (or valid) data.
 
         The split must be the one the model was trained on (its folder records a fingerprint of
-        the training rows); --allow-other-split scores it on another one deliberately.
+        the training rows); --allow-other-split scores it on another one deliberately. By default
+        each listener's relevant set is all their held-out items, and their training (and, for
+        test, validation) items are left out of the ranking; --relevant reachable gives the old,
+        inflated convention. The --json output counts unreachable items (`n_relevant_unreachable`).
         """
         from musicrec.evaluate.protocols import evaluate as run_eval
         from musicrec.evaluate.report import format_table, write_json
@@ -196,7 +203,7 @@ def register(app: typer.Typer) -> None:
         if not allow_other_split and not check_split(read_meta(model_dir), sp, split):
             typer.echo(f"warning: {model_dir} does not record the split it was trained on (an older model "
                        "folder); cannot check that it is --split", err=True)
-        result = run_eval(model, sp, ks=ks, on=on, progress=True)
+        result = run_eval(model, sp, ks=ks, on=on, progress=True, relevant=relevant)
         _console().print(format_table([result], ks))
         if json_path:
             _write_out(json_path, lambda path: write_json(result, path))

@@ -4,7 +4,10 @@ Conventions shared by every function here:
 
 * ``ranked`` holds item indices, best first, each item at most once. Entries ``< 0`` are
   padding (no item: fewer than k items could be recommended) and never count as hits.
-* ``relevant`` is an array, list or set of item indices; duplicates are ignored.
+* ``relevant`` is an array, list or set of item indices; duplicates are ignored. It may hold
+  indices that no ranked list can contain, such as ``I, I + 1, ...`` for held-out items outside
+  the training catalogue of I items (how the user protocol passes them): they count in
+  |relevant|, so they stay in the denominators of recall, NDCG and MAP, but are never hit.
 * A list shorter than ``k`` is treated as padded with non-relevant items, so precision
   always divides by ``k``.
 * Binary relevance: an item is relevant or not, graded gains are not used.
@@ -101,8 +104,10 @@ def hit_matrix(ranked: np.ndarray, relevant: list) -> tuple[np.ndarray, np.ndarr
     ranked : ndarray, shape (B, K), int
         Item indices per row, best first; entries < 0 are padding.
     relevant : list of B arrays of item indices, or ndarray, shape (B, R), int
-        The 2-D form is a fast path for the session protocol (R = 1 target per row): each
-        row must hold distinct items, entries < 0 are padding.
+        List form: every distinct entry counts as a relevant item, including indices no
+        ranked list contains (``>= I``: items outside the catalogue, never hit). The 2-D form
+        is a fast path for the session protocol (R = 1 target per row): each row must hold
+        distinct items, entries < 0 are padding.
 
     Returns
     -------
@@ -121,9 +126,13 @@ def hit_matrix(ranked: np.ndarray, relevant: list) -> tuple[np.ndarray, np.ndarr
         rel = [np.unique(np.asarray(r, dtype=np.int64)) for r in relevant]
         n_rel = np.array([len(r) for r in rel], dtype=np.int64)
         rel_flat = np.concatenate(rel) if rel else np.zeros(0, np.int64)
-    # encode (row, item) pairs as one int64 so one np.isin answers the whole batch
+    # encode (row, item) pairs as one int64 so one np.isin answers the whole batch; a negative
+    # relevant entry can never be hit and would alias the previous row's keys, so it is left out
+    rows_rel = np.repeat(np.arange(len(n_rel), dtype=np.int64), n_rel)
+    matchable = rel_flat >= 0
+    rows_rel, rel_flat = rows_rel[matchable], rel_flat[matchable]
     width = int(max(ranked.max(initial=0), rel_flat.max(initial=0))) + 1
-    rel_keys = np.repeat(np.arange(len(n_rel), dtype=np.int64), n_rel) * width + rel_flat
+    rel_keys = rows_rel * width + rel_flat
     rows = np.arange(ranked.shape[0], dtype=np.int64)[:, None]
     hits = (ranked >= 0) & np.isin(rows * width + ranked, rel_keys)
     return hits, n_rel
