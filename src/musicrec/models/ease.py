@@ -112,21 +112,22 @@ class EASE(Recommender):
         self._check_number("l2", low=0, low_open=True)
         self._check_choice("weighting", SCHEMES)
         self._check_int("min_item_users", 1)
-        x = weight(train.matrix, self.weighting).tocsc()
-        active = np.flatnonzero(np.diff(x.indptr) >= self.min_item_users)
+        users_per_item = np.diff(train.matrix.tocsc().indptr)
+        active = np.flatnonzero(users_per_item >= self.min_item_users)
         if len(active) == 0:
             raise MusicrecError(f"{self.name}: no item has >= {self.min_item_users} training users")
         self.active_ = active.astype(np.int64)
         xa = self._active_matrix()
         l2 = float(self.l2)
         if xa.shape[0] < xa.shape[1]:   # user space: K = (l2 I + X X^T)^-1, (U, U)
-            gram = (xa @ xa.T).toarray().astype(np.float64)
+            x64 = xa.astype(np.float64)
+            gram = (x64 @ x64.T).toarray()
             gram[np.diag_indices_from(gram)] += l2
             kernel = spd_inverse(gram)
             diag_p = (1.0 - woodbury_diagonal(self._xt, kernel)) / l2
             self.inverse_ = kernel.astype(np.float32)
         else:                           # item space: P = (X^T X + l2 I)^-1, (A, A)
-            gram = (xa.T @ xa).toarray().astype(np.float32)
+            gram = np.asarray((xa.T @ xa).toarray(), dtype=np.float32)   # no copy: A x A can be large
             gram[np.diag_indices_from(gram)] += l2
             self.inverse_ = spd_inverse(gram)
             diag_p = np.diag(self.inverse_).astype(np.float64)
