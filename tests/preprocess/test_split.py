@@ -277,3 +277,20 @@ def test_empty_parts_say_why_and_what_to_change(store):
 def test_protocol_registry_lists_all():
     assert list(PROTOCOLS) == ["user-holdout", "leave-last-out", "temporal", "session-lastday", "item-coldstart",
                                "user-coldstart"]
+
+
+def test_fingerprint_is_of_the_rows_not_their_order(holdout_events):
+    from musicrec.preprocess.splitset import fingerprint
+
+    fp = fingerprint(holdout_events)
+    assert len(fp) == 32 and fp == fingerprint(holdout_events.reverse())
+    assert fp == fingerprint(pl.concat([holdout_events.tail(7), holdout_events.head(holdout_events.height - 7)]))
+    assert fp != fingerprint(holdout_events.head(holdout_events.height - 1))
+    assert fp != fingerprint(holdout_events.with_columns(pl.col("weight") * 2))
+    assert fp != fingerprint(holdout_events.with_columns(pl.col("timestamp").dt.offset_by("1s")))
+    assert fp != fingerprint(pl.concat([holdout_events, holdout_events.head(1)]))   # a duplicate row counts
+    # the same rows under other session ids are the same training data
+    assert fp == fingerprint(holdout_events.with_columns(pl.lit(7, pl.Int64).alias("session_id")))
+    # fixed values: the fingerprint is stable across polars and numpy versions (model folders record it)
+    assert fingerprint(events([(1, 2, 3), (1, 5, None)])) == "ac65e431bfe10a4e7ebff8246d052b5e"
+    assert fingerprint(holdout_events.head(0)) == "0" * 32
