@@ -34,11 +34,14 @@ def compare(split: Split, models=USER_MODELS, ks=(10, 20), trials: int = 0, para
     logs one line per tuning trial instead of a progress bar.
     """
     from musicrec.evaluate.protocols import evaluate
+    from musicrec.models.base import check_k
     from musicrec.models.neural import NeuralRecommender
     from musicrec.models.registry import model_class
     from musicrec.train.fit import fit_model
     from musicrec.train.tune import tunable, tune
 
+    for k in ks:
+        check_k(k)
     out = Comparison()
     has_valid = split.valid is not None and split.valid.height > 0
     for name in models:

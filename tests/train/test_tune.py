@@ -40,3 +40,17 @@ def test_budget_stops_starting_trials(split, monkeypatch):
     # trials start at ~0 s and ~0.3 s; none starts after 0.5 s, so 2 (3 at most on a stalled machine)
     assert 1 < len(result.trials) <= 3
     assert time.perf_counter() - start < 0.5 + 2 * 0.3 + 5
+
+
+@pytest.mark.parametrize("ks, metric", [((0, 10), None), ((10,), "ndcg@-1"), ((10,), "ndcg@0")])
+def test_bad_cutoffs_fail_before_any_trial(split, ks, metric):
+    from musicrec import MusicrecError
+    from musicrec.pipeline import compare
+
+    calls = []
+    with pytest.raises(MusicrecError, match="k must be"):
+        tune("itemknn", split, n_trials=2, ks=ks, metric=metric, on_trial=lambda *a: calls.append(a))
+    assert calls == []
+    if metric is None:
+        with pytest.raises(MusicrecError, match="k must be"):
+            compare(split, ("most-popular",), ks=ks)

@@ -24,6 +24,7 @@ import warnings
 from dataclasses import dataclass, field
 
 from musicrec import MusicrecError
+from musicrec.models.base import check_k
 from musicrec.models.registry import model_class
 from musicrec.preprocess.splitset import Split
 from musicrec.train.fit import default_metric, fit_model
@@ -181,6 +182,8 @@ def tune(name: str, split: Split, n_trials: int = 20, metric: str | None = None,
     metric = metric or default_metric(split)
     if "@" not in metric:
         raise MusicrecError(f"metric must look like ndcg@10, got {metric!r}")
+    for k in (*ks, metric.split("@")[1]):
+        check_k(int(k) if str(k).lstrip("-").isdigit() else k)
     ks = sorted({*ks, int(metric.split("@")[1])})
     deep = issubclass(cls, NeuralRecommender)
     log: list[dict] = []
