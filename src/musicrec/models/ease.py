@@ -137,13 +137,24 @@ class EASE(Recommender):
     def _active_matrix(self) -> sp.csr_matrix:
         """Weighted training matrix X (U', A) over the active items, users with none dropped.
 
-        Derived from ``train_`` and ``active_`` (at fit and at load, not saved); also keeps
-        X^T (A, U') in CSR for ``_times_p``.
+        Derived from ``train_`` and ``active_`` (at fit and at load, not saved); also keeps the
+        active column of every item (-1: inactive) and X^T (A, U') in CSR for ``_times_p``.
         """
-        x = weight(self.train_.matrix, self.weighting).tocsc()[:, self.active_].tocsr()
+        self._column = np.full(self.train_.n_items, -1, dtype=np.int64)
+        self._column[self.active_] = np.arange(len(self.active_))
+        x = self._active_columns(weight(self.train_.matrix, self.weighting))
         x = x[np.diff(x.indptr) > 0]
         self._xt = x.T.tocsr()
         return x
+
+    def _active_columns(self, x: sp.csr_matrix) -> sp.csr_matrix:
+        """The active items' columns of ``x`` (B, I) -> (B, A), CSR."""
+        if len(self.active_) == x.shape[1]:
+            return x
+        col = self._column[x.indices]
+        keep = col >= 0
+        rows = np.repeat(np.arange(x.shape[0]), np.diff(x.indptr))[keep]
+        return sp.csr_matrix((x.data[keep], (rows, col[keep])), shape=(x.shape[0], len(self.active_)))
 
     def _user_space(self) -> bool:
         return self.inverse_.shape[0] != len(self.active_)
@@ -165,8 +176,7 @@ class EASE(Recommender):
         self._check_fitted()
         x = weight(histories.matrix, self.weighting, reference=self.train_.matrix)
         n_items = len(self.fallback_)
-        if len(self.active_) < n_items:
-            x = x.tocsc()[:, self.active_].tocsr()
+        x = self._active_columns(x)
         active_scores = x.toarray() - self._times_p(x) * self.inv_diag_[None, :]
         if len(self.active_) == n_items:
             return active_scores
@@ -184,11 +194,10 @@ class EASE(Recommender):
         """
         self._check_fitted()
         items = np.asarray(items, dtype=np.int64)
-        pos = np.clip(np.searchsorted(self.active_, items), 0, len(self.active_) - 1)
-        found = np.flatnonzero(self.active_[pos] == items)
+        found = np.flatnonzero(self._column[items] >= 0)
         out = np.zeros((len(items), len(self.fallback_)), dtype=np.float32)
         if len(found):
-            cols = pos[found]
+            cols = self._column[items[found]]
             unit = sp.csr_matrix((np.ones(len(cols), np.float32), (np.arange(len(cols)), cols)),
                                  shape=(len(cols), len(self.active_)))
             sims = -self._times_p(unit) * self.inv_diag_[cols, None]
