@@ -242,11 +242,20 @@ def write_report(results: list[EvalResult], out_dir: str, title: str = "musicrec
 
     first = ranked[0].info
     n_items = first.get("n_items", "?")
-    if protocol == "user":
+    if protocol == "user" and first.get("relevant", "reachable") == "all":
+        scope = (f"{first.get('n_users', '?')} test users evaluated "
+                 f"({first.get('n_users_unknown', 0)} unknown to training and "
+                 f"{first.get('n_users_no_relevant', 0)} without a new held-out item skipped); every held-out "
+                 f"item is relevant ({first.get('n_relevant_unreachable', 0)} of {first.get('n_relevant', '?')} "
+                 "not in the training catalogue: never hit, still counted); "
+                 f"{'training and validation' if first.get('on', 'test') == 'test' else 'training'} items "
+                 f"{'excluded from' if first.get('exclude_seen', True) else 'kept in'} the ranking.")
+    elif protocol == "user":
         scope = (f"{first.get('n_users', '?')} test users evaluated "
                  f"({first.get('n_users_unknown', 0)} unknown to training and "
                  f"{first.get('n_users_no_relevant', 0)} without a relevant catalogue item skipped); "
-                 f"training items {'excluded from' if first.get('exclude_seen', True) else 'kept in'} the ranking.")
+                 "only training-catalogue items relevant (--relevant reachable); training items "
+                 f"{'excluded from' if first.get('exclude_seen', True) else 'kept in'} the ranking.")
     else:
         scope = (f"{first.get('n_prefixes', '?')} prefixes of {first.get('n_sessions', '?')} test sessions "
                  f"({first.get('n_sessions_too_short', 0)} sessions with < 2 catalogue items skipped); "
