@@ -129,6 +129,8 @@ def test_session_protocol_by_hand(session_split):
     assert "map@3" not in res.metrics
     assert (res.info["n_sessions"], res.info["n_prefixes"], res.info["n_sessions_too_short"]) == (2, 4, 1)
     assert res.info["n_events_unknown_item"] == 1
+    # 999 (second in session 8) would have been a target: session-rec drops it, and info says so
+    assert res.info["n_targets_unreachable"] == 1 and res.info["relevant"] == "reachable"
     # prefixes go in as anonymous histories, in listening order, in batches of <= 3
     seqs = [s.tolist() for h in model.calls_ for s in h.sequences]
     assert seqs == [[1], [1, 1], [0], [0, 2]]
