@@ -160,7 +160,7 @@ class EASE(Recommender):
         return self.inverse_.shape[0] != len(self.active_)
 
     def _times_p(self, x: sp.csr_matrix) -> np.ndarray:
-        """``x P`` for histories ``x`` (B, A) -> (B, A) float32; never copies the stored inverse."""
+        """``x P`` for histories ``x`` (B, A) -> (B, A) float32, C-ordered; never copies the stored inverse."""
         if not self._user_space():
             return np.asarray(x @ self.inverse_, dtype=np.float32)
         xxt = x @ self._xt                                    # (B, U) = x X^T, sparse
@@ -168,8 +168,12 @@ class EASE(Recommender):
         # multi-threaded BLAS call on a product this small costs more in thread wake-ups than it
         # computes (20 ms instead of 0.7 ms on a busy 2-core machine). Batches: dense BLAS.
         kernel_rows = xxt @ self.inverse_ if x.shape[0] <= SMALL_BATCH else xxt.toarray() @ self.inverse_
-        correction = (self._xt @ kernel_rows.T).T             # (B, A) = x X^T K X
-        return ((x.toarray() - correction) / np.float32(self.l2)).astype(np.float32, copy=False)
+        xp = np.ascontiguousarray((self._xt @ kernel_rows.T).T)    # (B, A) = x X^T K X
+        # x P = (x - x X^T K X) / l2, in place; x is sparse, so only its nonzeros are added
+        xp *= np.float32(-1.0 / self.l2)
+        nz = x.tocoo()
+        xp[nz.row, nz.col] += nz.data / np.float32(self.l2)
+        return xp
 
     def score(self, histories: Histories) -> np.ndarray:
         """Scores (B, I); items outside the active set rank below every active item."""
@@ -177,7 +181,10 @@ class EASE(Recommender):
         x = weight(histories.matrix, self.weighting, reference=self.train_.matrix)
         n_items = len(self.fallback_)
         x = self._active_columns(x)
-        active_scores = x.toarray() - self._times_p(x) * self.inv_diag_[None, :]
+        active_scores = self._times_p(x)                      # x B = x - (x P) / diag(P), in place
+        active_scores *= -self.inv_diag_[None, :]
+        nz = x.tocoo()
+        active_scores[nz.row, nz.col] += nz.data
         if len(self.active_) == n_items:
             return active_scores
         # below the row's lowest active score, ordered by popularity (fallback is in [-1, 0))
@@ -200,10 +207,13 @@ class EASE(Recommender):
             cols = self._column[items[found]]
             unit = sp.csr_matrix((np.ones(len(cols), np.float32), (np.arange(len(cols)), cols)),
                                  shape=(len(cols), len(self.active_)))
-            sims = -self._times_p(unit) * self.inv_diag_[cols, None]
+            sims = self._times_p(unit)
+            sims *= -self.inv_diag_[cols, None]
             sims[np.arange(len(cols)), cols] = 0.0
             if len(self.active_) == out.shape[1]:
                 out[found] = sims
+            elif len(found) == len(items):
+                out[:, self.active_] = sims
             else:
                 out[np.ix_(found, self.active_)] = sims
         return out
