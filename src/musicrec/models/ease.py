@@ -105,7 +105,7 @@ class EASE(Recommender):
 
     @staticmethod
     def search_space(trial) -> dict:
-        """Optuna search space (tuned on validation data); a trial is one solve, about a second on HetRec."""
+        """Optuna search space (tuned on validation data); on HetRec a trial (one U x U solve) takes seconds."""
         return {"l2": trial.suggest_float("l2", 10.0, 5000.0, log=True)}
 
     def _fit(self, train: Interactions) -> None:
@@ -157,6 +157,7 @@ class EASE(Recommender):
         return sp.csr_matrix((x.data[keep], (rows, col[keep])), shape=(x.shape[0], len(self.active_)))
 
     def _user_space(self) -> bool:
+        """Whether ``inverse_`` is K (U', U') rather than P (A, A); the fit solves for users only when U' < A."""
         return self.inverse_.shape[0] != len(self.active_)
 
     def _times_p(self, x: sp.csr_matrix) -> np.ndarray:
