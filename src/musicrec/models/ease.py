@@ -49,6 +49,8 @@ class EASEConfig:
 
 # histories scored at once up to which ``x P`` avoids BLAS (see ``EASE._times_p``)
 SMALL_BATCH = 16
+# solves up to this size use one BLAS thread (see ``EASE._fit``)
+SMALL_SOLVE = 4096
 
 
 def spd_inverse(m: np.ndarray) -> np.ndarray:
@@ -109,6 +111,8 @@ class EASE(Recommender):
         return {"l2": trial.suggest_float("l2", 10.0, 5000.0, log=True)}
 
     def _fit(self, train: Interactions) -> None:
+        from threadpoolctl import threadpool_limits   # 60 ms to import: only when fitting
+
         self._check_number("l2", low=0, low_open=True)
         self._check_choice("weighting", SCHEMES)
         self._check_int("min_item_users", 1)
@@ -118,7 +122,15 @@ class EASE(Recommender):
             raise MusicrecError(f"{self.name}: no item has >= {self.min_item_users} training users")
         self.active_ = active.astype(np.int64)
         xa = self._active_matrix()
-        l2 = float(self.l2)
+        # One BLAS thread solves up to SMALL_SOLVE rows in about a second (HetRec: 0.5 s). More
+        # threads save little on an idle machine and, on a busy one, wait on each other at every
+        # step: 3-6 s instead of 0.5 s on 2 cores shared with other jobs.
+        with threadpool_limits(1 if min(xa.shape) <= SMALL_SOLVE else None, "blas"):
+            self._solve(xa, float(self.l2))
+        self.fallback_ = popularity_fallback(train)
+
+    def _solve(self, xa: sp.csr_matrix, l2: float) -> None:
+        """``inverse_`` and ``inv_diag_`` from the weighted active matrix ``xa`` (U', A)."""
         if xa.shape[0] < xa.shape[1]:   # user space: K = (l2 I + X X^T)^-1, (U, U)
             x64 = xa.astype(np.float64)
             gram = (x64 @ x64.T).toarray()
@@ -132,7 +144,6 @@ class EASE(Recommender):
             self.inverse_ = spd_inverse(gram)
             diag_p = np.diag(self.inverse_).astype(np.float64)
         self.inv_diag_ = (1.0 / diag_p).astype(np.float32)
-        self.fallback_ = popularity_fallback(train)
 
     def _active_matrix(self) -> sp.csr_matrix:
         """Weighted training matrix X (U', A) over the active items, users with none dropped.
