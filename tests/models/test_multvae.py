@@ -112,3 +112,18 @@ def test_encoder_sees_the_l2_normalised_row(synthetic):
     once = Histories.from_sequences([row.indices], synthetic.n_items, counts=[row.data])
     twice = Histories.from_sequences([row.indices], synthetic.n_items, counts=[2 * row.data])
     np.testing.assert_allclose(model.score(twice), model.score(once), rtol=1e-5, atol=1e-6)
+
+
+def test_one_listener_query_reads_only_their_columns(synthetic):
+    # a history of few items takes the first layer's columns of those items only (serving);
+    # the query must equal the dense product over the whole row
+    model = MultVAE(hidden_dims=16, latent_dim=4, epochs=1).fit(synthetic)
+    hist = Histories.from_sequences([[3, 5, 5, 40]], synthetic.n_items)
+    assert 4 * 3 <= synthetic.n_items          # the columns path is taken
+    rows = torch.from_numpy(hist.matrix.toarray())
+    rows[rows > 0] = 1.0                        # binary weighting
+    with torch.inference_mode():
+        want = model.net_.queries(rows).numpy()
+    np.testing.assert_allclose(model.query_vectors(hist), want, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(model.query_vectors(hist) @ model.item_vectors().T, model.score(hist),
+                               rtol=1e-5, atol=1e-5)

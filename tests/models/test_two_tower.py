@@ -74,3 +74,16 @@ def test_save_load_keeps_content(fitted, tmp_path):
     np.testing.assert_array_equal(loaded.score(hist), fitted.score(hist))
     np.testing.assert_allclose(loaded.query_vectors(hist) @ loaded.item_vectors().T, fitted.score(hist),
                                rtol=1e-5, atol=1e-5)
+
+
+def test_query_builds_only_the_history_towers(fitted):
+    # serving: query_vectors computes the towers of the history's items, not the catalogue's;
+    # the same queries as from the full item table (also for an empty history and repeats)
+    import torch
+
+    hist = Histories.from_sequences([[0, 1, 1, 2], [], [30], COLD[:2]], N_ITEMS)
+    with torch.inference_mode():
+        items = fitted._items()
+        want = np.vstack([q.numpy() for _, q, _ in fitted._queries(hist, 2, items)])
+    np.testing.assert_allclose(fitted.query_vectors(hist, batch_size=2), want, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(want[1], np.r_[np.zeros(want.shape[1] - 1), 1.0], atol=1e-7)

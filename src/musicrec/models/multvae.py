@@ -64,15 +64,27 @@ class MultVAENet(nn.Module):
         """(I, H) rows of the decoder's output layer, one per item."""
         return self.decoder[-1].weight
 
-    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, I) rows -> mu, logvar (B, Z) each."""
-        mu, logvar = self.encoder(self.drop(F.normalize(x, dim=1))).split(self.latent, dim=1)
+    def encode(self, x: torch.Tensor, cols: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, I) rows -> mu, logvar (B, Z) each.
+
+        With ``cols`` (C,), ``x`` is (B, C): the rows' values in those item columns only (every
+        other column zero). Same result, but the first layer reads C of its I columns, not the
+        whole (H, I) matrix: what makes one listener's query cheap.
+        """
+        x = self.drop(F.normalize(x, dim=1))
+        if cols is None:
+            h = self.encoder(x)
+        else:
+            first = self.encoder[0]
+            h = self.encoder[1:](F.linear(x, first.weight[:, cols], first.bias))
+        mu, logvar = h.split(self.latent, dim=1)
         return mu, logvar
 
-    def queries(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, I) rows -> (B, H + 1): the decoder's last hidden layer at the posterior mean, then a
-        constant 1, so that ``queries(x) @ item_vectors().T`` are the logits."""
-        h = self.decoder[:-1](self.encode(x)[0])
+    def queries(self, x: torch.Tensor, cols: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, I) rows (or (B, C) over ``cols``, see ``encode``) -> (B, H + 1): the decoder's last
+        hidden layer at the posterior mean, then a constant 1, so that
+        ``queries(x) @ item_vectors().T`` are the logits."""
+        h = self.decoder[:-1](self.encode(x, cols)[0])
         return torch.cat([h, h.new_ones(len(h), 1)], dim=1)
 
     def item_vectors(self) -> torch.Tensor:
@@ -196,8 +208,14 @@ class MultVAE(NeuralRecommender):
         """Decoder queries (b, H + 1) at each history's posterior mean (the logits' other side)."""
         rows = weight(histories.matrix, self.weighting, reference=self.train_.matrix).tocsr()
         for lo in range(0, rows.shape[0], batch_size):
-            x = torch.from_numpy(rows[lo:lo + batch_size].toarray()).to(self.device_)
-            yield lo, self.net_.queries(x), None
+            block = rows[lo:lo + batch_size]
+            cols = np.unique(block.indices)
+            if 4 * len(cols) <= block.shape[1]:     # few items (one listener): their columns only
+                x = torch.from_numpy(block[:, cols].toarray()).to(self.device_)
+                yield lo, self.net_.queries(x, torch.from_numpy(cols.astype(np.int64)).to(self.device_)), None
+            else:
+                x = torch.from_numpy(block.toarray()).to(self.device_)
+                yield lo, self.net_.queries(x), None
 
     def _items(self) -> torch.Tensor:
         """``[W_i, b_i]`` (I, H + 1): the decoder's output layer."""

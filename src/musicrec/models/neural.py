@@ -190,11 +190,17 @@ class NeuralRecommender(Recommender):
         import torch
 
         self._check_dot_product()
+        # no item vectors are built here: serving calls this once per request, and Mult-VAE's
+        # (I, H + 1) table or the two-tower item tower cost far more than the query itself; a
+        # model whose queries read item vectors builds only the ones it needs
+        out = None
         with torch.inference_mode():
-            items = self._items()
-            out = np.empty((len(histories), items.shape[1]), dtype=np.float32)
-            for lo, q, _ in self._queries(histories, batch_size, items):
+            for lo, q, _ in self._queries(histories, batch_size):
+                if out is None:
+                    out = np.empty((len(histories), q.shape[1]), dtype=np.float32)
                 out[lo:lo + len(q)] = q.float().cpu().numpy()
+            if out is None:                     # no histories
+                out = np.empty((0, self._items().shape[1]), dtype=np.float32)
         return out
 
     def item_vectors(self) -> np.ndarray:

@@ -114,6 +114,10 @@ class SKNN(Recommender):
         # everything derives from the training sessions, which are saved with the model
         self.sessions_ = session_matrix(train)                      # (S, I) binary
         self.session_norm_ = np.sqrt(np.diff(self.sessions_.indptr)).astype(np.float32)
+        # the same matrix by item, (I, S) csr: built once, since scipy would convert the
+        # (S, I) matrix on every request (``vecs @ sessions_.T``, item columns for explanations)
+        self.item_sessions_ = self.sessions_.T.tocsr()
+        self.item_counts_ = np.diff(self.item_sessions_.indptr).astype(np.float32)
         # recency rank: 0 = most recent session (ties: later index is more recent)
         order = np.lexsort((-np.arange(train.n_sessions), -train.session_time))
         self.recency_ = np.empty(train.n_sessions, dtype=np.int64)
@@ -126,7 +130,7 @@ class SKNN(Recommender):
         n_items = self.sessions_.shape[1]
         vecs = prefix_vectors(histories.sequences, n_items, self.position_decay)
         n_distinct = np.sqrt(np.diff(vecs.indptr)).astype(np.float32)
-        dots = (vecs @ self.sessions_.T).tocoo()                     # (B, S), only overlapping sessions
+        dots = (vecs @ self.item_sessions_).tocoo()                  # (B, S), only overlapping sessions
         row, col, val = dots.row, dots.col, dots.data
         users = np.asarray(histories.users, dtype=np.int64)
         own = (users[row] >= 0) & (self.train_.session_user[col] == users[row])
@@ -158,10 +162,10 @@ class SKNN(Recommender):
         SKNN has no item model of its own; this is what links a history item to a
         recommended one through the neighbour sessions, used for explanations.
         """
-        cols = self.sessions_.tocsc()
-        co = (cols[:, np.asarray(items, dtype=np.int64)].T @ cols).toarray()
-        counts = np.diff(cols.indptr).astype(np.float32)
-        norm = np.sqrt(counts[np.asarray(items, dtype=np.int64)][:, None] * counts[None, :])
+        items = np.asarray(items, dtype=np.int64)
+        co = (self.item_sessions_[items] @ self.sessions_).toarray()
+        counts = self.item_counts_
+        norm = np.sqrt(counts[items][:, None] * counts[None, :])
         return (co / np.maximum(norm, 1.0)).astype(np.float32)
 
     def _state(self) -> dict[str, np.ndarray]:

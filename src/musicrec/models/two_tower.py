@@ -62,15 +62,18 @@ class TwoTowerNet(nn.Module):
             self.project_out = nn.Linear(hidden, dim + 1) if hidden else None
         self.id_dropout = 0.0
 
-    def item_vectors(self) -> torch.Tensor:
-        """(I, D + 1): the item tower of every item, its bias last."""
-        mask = self.warm
+    def item_vectors(self, rows: torch.Tensor | None = None) -> torch.Tensor:
+        """(I, D + 1): the item tower of every item, its bias last; with ``rows`` (R,) item
+        indices, the tower of those items only (R, D + 1) (scoring one listener needs their
+        history's items, not the whole catalogue)."""
+        mask = self.warm if rows is None else self.warm[rows]
         if self.training and self.id_dropout > 0 and self.has_content:
             mask = mask * (torch.rand_like(mask) >= self.id_dropout).float()
-        v = self.item_emb.weight * mask[:, None]
+        v = (self.item_emb.weight if rows is None else self.item_emb(rows)) * mask[:, None]
         if self.has_content:
+            content = self.content if rows is None else self.content.index_select(0, rows)
             # the content matrix is sparse: multiply it into the first layer's weights
-            h = torch.sparse.mm(self.content, self.project_in.weight.T) + self.project_in.bias
+            h = torch.sparse.mm(content, self.project_in.weight.T) + self.project_in.bias
             if self.project_out is not None:
                 h = self.project_out(torch.relu(h))
             v = v + h
@@ -208,15 +211,21 @@ class TwoTower(NeuralRecommender):
 
     # ------------------------------------------------------------ scoring
     def _queries(self, histories: Histories, batch_size: int, items=None):
-        """Queries (b, D + 1): the mapped mean of each history's item vectors (zero for an empty one)."""
-        m = sp.csr_matrix(histories.matrix, dtype=np.float32, copy=True)
-        m.data[:] = 1.0
-        counts = np.asarray(m.sum(axis=1)).ravel()
-        m = sp.csr_matrix(sp.diags((1.0 / np.maximum(counts, 1.0)).astype(np.float32)) @ m)
-        items = self._items() if items is None else items
+        """Queries (b, D + 1): the mapped mean of each history's item vectors (zero for an empty
+        one). Without ``items`` only the towers of the batch's own items are computed (for one
+        listener: their history), not the whole catalogue's."""
+        m = sp.csr_matrix(histories.matrix)
         for lo in range(0, m.shape[0], batch_size):
-            rows = _torch_sparse(m[lo:lo + batch_size]).to(self.device_)
-            yield lo, self.net_.queries(rows, items), None
+            block = m[lo:lo + batch_size]
+            counts = np.diff(block.indptr)
+            r = np.repeat(np.arange(block.shape[0]), counts)
+            if items is None:
+                cols, c = np.unique(block.indices, return_inverse=True)
+                vectors = self.net_.item_vectors(torch.from_numpy(cols.astype(np.int64)).to(self.device_))
+            else:
+                c, vectors = block.indices, items
+            mean = sp.coo_matrix(((1.0 / counts[r]).astype(np.float32), (r, c)), shape=(block.shape[0], len(vectors)))
+            yield lo, self.net_.queries(_torch_sparse(mean).to(self.device_), vectors), None
 
     def _items(self) -> torch.Tensor:
         return self.net_.item_vectors()
