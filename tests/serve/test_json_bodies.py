@@ -77,3 +77,8 @@ def test_openapi_still_documents_json_bodies_with_examples(client):
     assert list(body["content"]) == ["application/json"]
     schema = spec["components"]["schemas"]["SessionRequest"]
     assert schema["examples"] == [{"seed_artists": ["radiohead", "bjork"], "k": 10}]
+
+
+def test_health_says_which_scorer_answers(client):
+    """The README: a compressed model "scores through ONNX Runtime (/health says "scorer")"."""
+    assert client.get("/health").json()["scorer"] == "native"

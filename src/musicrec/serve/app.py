@@ -146,6 +146,7 @@ class Health(BaseModel):
     n_items: int
     n_users: int
     retrieval: str
+    scorer: str = Field("native", description='"native", or the ONNX Runtime network scoring the model')
     store: str | None
     loaded_at: str
 
