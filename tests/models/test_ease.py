@@ -100,3 +100,25 @@ def test_min_item_users_leaves_rare_items_last():
         assert row[[5, 6]].max() < row[:5].min()
     np.testing.assert_array_equal(model.item_similarity(np.array([5]))[0], 0.0)
     assert model.item_similarity(np.array([6, 0]))[1, 1] != 0.0
+
+
+@pytest.mark.integration
+def test_user_space_equals_textbook_on_hetrec(shared_data):
+    import os
+
+    import polars as pl
+
+    from musicrec import schema
+    from musicrec.features.interactions import Interactions
+
+    plays = pl.read_csv(os.path.join(shared_data, "hetrec2011-lastfm-2k", "user_artists.dat"), separator="\t")
+    plays = plays.rename({"userID": "user_id", "artistID": "item_id"}).filter(pl.col("user_id") < 400)
+    train = Interactions.from_frame(schema.conform(plays.with_columns(pl.col("weight").cast(pl.Float64)),
+                                                   schema.SPLIT_EVENTS))
+    model = EASE(l2=50.0, min_item_users=2).fit(train)
+    assert model._user_space() and len(model.active_) > 4 * train.n_users   # 373 listeners, 2,199 artists
+    x = weight(train.matrix, "binary").toarray().astype(np.float64)[:, model.active_]
+    b = textbook_b(x, 50.0)
+    hist = train.histories(np.arange(0, train.n_users, 10))
+    scores = model.score(hist)[:, model.active_]
+    np.testing.assert_allclose(scores, x[hist.users] @ b, rtol=1e-4, atol=1e-5)
