@@ -90,6 +90,19 @@ def test_item_space_inverse_is_c_ordered_after_load(tmp_path):
     assert load_model(str(tmp_path / "m")).inverse_.flags.c_contiguous
 
 
+def test_older_dense_folder_is_a_clear_error(tmp_path):
+    from musicrec import MusicrecError
+    from musicrec.features.interactions import atomic_savez
+
+    path = str(tmp_path / "m")
+    model = EASE(min_item_users=1).fit(random_interactions(8, 12))
+    model.save(path)
+    atomic_savez(str(tmp_path / "m" / "state.npz"), {"active": model.active_, "weights": np.zeros((12, 12), np.float32),
+                                                     "fallback": model.fallback_})
+    with pytest.raises(MusicrecError, match="train it again"):
+        load_model(path)
+
+
 def test_min_item_users_leaves_rare_items_last():
     # items 5 and 6 have one user each
     train = tiny_interactions(SESSIONS + [[5, 0], [6, 1]])

@@ -235,6 +235,9 @@ class EASE(Recommender):
                 "fallback": self.fallback_}
 
     def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
+        if "inverse" not in arrays:     # folders written before the user-space solve kept B itself
+            raise MusicrecError(f"{self.name}: this model folder holds the older dense weights; "
+                                "train it again with `musicrec train ease`")
         self.active_ = arrays["active"]
         self.inverse_ = np.ascontiguousarray(arrays["inverse"])
         self.inv_diag_ = arrays["inv_diag"]
