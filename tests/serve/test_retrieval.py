@@ -106,12 +106,15 @@ def test_k_is_capped_at_the_catalogue_size():
         assert all(sorted(row) == list(range(300)) for row in idx.tolist())
 
 
-def test_auto_mode_follows_catalogue_size():
-    small, _ = clustered_vectors(500, 8, 1)
-    large, _ = clustered_vectors(3_000, 8, 1)
-    assert make_retriever(small, exact_max_items=1_000).kind == "exact"
-    assert make_retriever(large, exact_max_items=1_000).kind == "hnsw"
-    assert make_retriever(large, mode="exact", exact_max_items=1_000).kind == "exact"
+def test_auto_mode_follows_the_size_of_the_item_vectors():
+    small, _ = clustered_vectors(500, 8, 1)         # 4,000 numbers
+    large, _ = clustered_vectors(3_000, 8, 1)       # 24,000 numbers
+    assert make_retriever(small, exact_max_floats=8_000).kind == "exact"
+    assert make_retriever(large, exact_max_floats=8_000).kind == "hnsw"
+    assert make_retriever(large, mode="exact", exact_max_floats=8_000).kind == "exact"
+    # few items of many dimensions cost as much to score exactly as many items of few
+    wide = np.repeat(small, 6, axis=1)              # 500 x 48 = 24,000 numbers
+    assert make_retriever(wide, exact_max_floats=8_000).kind == "hnsw"
     assert make_retriever(small, mode="ivf").kind == "ivf"
     assert make_retriever(small, mode="hnsw").n_items == 500
 

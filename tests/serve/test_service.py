@@ -221,3 +221,17 @@ def test_track_plays_are_stored_with_their_artist(gru_dir, thirty, tmp_path):
     assert stored["artist_id"].to_list() == tracks["artist_id"].to_list()
     with pytest.raises(MusicrecError, match="unknown track"):
         Store(store).append_plays(pl.DataFrame({"user": ["x"], "track_id": [10**12]}))
+
+
+def test_listener_tags_are_the_play_weighted_top_tags_ties_by_name(als_dir):
+    # the precomputed tag codes give what a plain loop over the history's item tags gives
+    service = Service.load(als_dir)
+    for u in (0, 7, 42):
+        hist = service.train.histories([u])
+        row = hist.matrix[0]
+        totals: dict[str, float] = {}
+        for i, w in zip(row.indices, row.data):
+            for t in service.tags.get(int(i), ()):
+                totals[t] = totals.get(t, 0.0) + float(w)
+        want = sorted(totals, key=lambda t: (-totals[t], t))[:3]
+        assert want and service._listener_tags(hist) == want

@@ -43,11 +43,14 @@ def topk(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         # evaluation hot spot
         part = torch.topk(torch.from_numpy(np.ascontiguousarray(scores)), k, dim=1, sorted=False).indices.numpy()
     vals = np.take_along_axis(scores, part, axis=1)
-    # rows where the k-th value is tied with an item left out: redo those exactly (stable sort)
+    # rows where the k-th value is tied with an item left out: redo those exactly (stable sort
+    # of the items scoring at least the k-th value, which hold the top k; sorting the whole row
+    # cost more than the rest of a served request)
     kth = vals.min(axis=1, keepdims=True)
     tied = np.flatnonzero((scores >= kth).sum(axis=1) > k)
     for r in tied:
-        part[r] = np.argsort(-scores[r], kind="stable")[:k]
+        cand = np.flatnonzero(scores[r] >= kth[r])
+        part[r] = cand[np.argsort(-scores[r, cand], kind="stable")[:k]]
         vals[r] = scores[r, part[r]]
     # sort by score desc, then index asc
     order = np.lexsort((part, -vals), axis=1)

@@ -435,13 +435,30 @@ class Service:
         return [(int(history[b]), float(sims[r, b])) for r, b in enumerate(best)]
 
     def _listener_tags(self, histories: Histories, n: int = 3) -> list[str]:
-        """The ``n`` tags most played by the listener (play-weighted over their items' tags)."""
+        """The ``n`` tags most played by the listener (play-weighted over their items' tags; ties
+        by name)."""
+        names, codes = self._tag_codes
         row = histories.matrix[0]
-        totals: dict[str, float] = {}
-        for i, w in zip(row.indices, row.data):
-            for t in self.tags.get(int(i), ()):
-                totals[t] = totals.get(t, 0.0) + float(w)
-        return sorted(totals, key=lambda t: (-totals[t], t))[:n]
+        if not len(names) or not row.nnz:
+            return []
+        tags = codes[row.indices]                                   # (H, N_TAGS), -1 = none
+        has = tags >= 0
+        plays = np.broadcast_to(np.asarray(row.data, np.float64)[:, None], tags.shape)
+        totals = np.bincount(tags[has], weights=plays[has], minlength=len(names))
+        found = np.flatnonzero(totals > 0)          # codes follow the names' order: ties by name
+        best = found[np.argsort(-totals[found], kind="stable")[:n]]
+        return [names[c] for c in best]
+
+    @functools.cached_property
+    def _tag_codes(self) -> tuple[list[str], np.ndarray]:
+        """(tag names sorted, (I, N_TAGS) int32 codes into them per item, -1 padded): built once, so
+        a request's listener tags are one bincount, not a loop over its history's tags."""
+        names = sorted({t for tags in self.tags.values() for t in tags})
+        code = {t: c for c, t in enumerate(names)}
+        codes = np.full((self.n_items, N_TAGS), -1, dtype=np.int32)
+        for i, tags in self.tags.items():
+            codes[i, :len(tags)] = [code[t] for t in tags]
+        return names, codes
 
 
 # ---------------------------------------------------------------- helpers

@@ -1,0 +1,32 @@
+"""models.base.topk: the best k per row, ties towards the lower index, also at the k-th place."""
+
+import numpy as np
+import pytest
+
+from musicrec.models.base import topk
+
+
+def reference(scores: np.ndarray, k: int):
+    """Full stable sort by score descending (index ascending among equals)."""
+    idx = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    return idx, np.take_along_axis(scores, idx, axis=1)
+
+
+def test_tie_at_the_kth_place_goes_to_the_lower_index():
+    scores = np.array([[1.0, 3.0, 2.0, 2.0, 2.0, 0.5]], dtype=np.float32)
+    idx, vals = topk(scores, 3)
+    assert idx.tolist() == [[1, 2, 3]]
+    assert vals.tolist() == [[3.0, 2.0, 2.0]]
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_many_ties_and_excluded_items_match_a_full_stable_sort(seed):
+    rng = np.random.default_rng(seed)
+    # few distinct values (popularity counts): ties everywhere, some items excluded (-inf)
+    scores = rng.integers(0, 6, size=(7, 300)).astype(np.float32)
+    scores[rng.random(scores.shape) < 0.1] = -np.inf
+    for k in (1, 10, 70, 300):
+        idx, vals = topk(scores, k)
+        want_idx, want_vals = reference(scores, k)
+        np.testing.assert_array_equal(idx, want_idx)
+        np.testing.assert_array_equal(vals, want_vals)
