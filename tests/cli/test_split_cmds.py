@@ -121,7 +121,7 @@ def _store(path, plays):
 @pytest.mark.parametrize("users, argv, message", [
     # one listener: every held-out artist is theirs alone, so none is in the training part
     ([1], ["--protocol", "user-holdout", "--item", "artist"],
-     "the test part is empty: the store has 1 listener after cleaning, so no held-out artist is in anyone's "
+     "the test part holds only items no training row has: the store has 1 listener after cleaning, so no held-out artist is in anyone's "
      "training plays; user-holdout needs more listeners"),
     # at track level only one play per listener is left
     ([1, 2, 3], ["--protocol", "user-holdout", "--item", "track"],
@@ -151,3 +151,25 @@ def test_split_import_of_an_empty_part_is_an_error(store, tmp_path, capsys):
                         str(tmp_path / "test.tsv"), "--out", str(tmp_path / "s")], capsys)
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert err.startswith(f"error: the test part is empty: {tmp_path / 'test.tsv'} has a header but no rows")
+
+
+def test_drop_unseen_flag_applies_to_user_protocols_only(tmp_path, capsys):
+    # listener 1 alone plays artists 30-39, so their held-out artists are never in training
+    plays = [dict(user_id=u, artist_id=(30 + k if u == 1 else 10 + k), track_id=None, play_count=1, source="x",
+                  timestamp=T0 + timedelta(seconds=1000 * k + u)) for u in (1, 2, 3, 4) for k in range(10)]
+    store = _store(tmp_path / "store", plays)
+    code, out_keep, _ = run(["split", store, "--out", str(tmp_path / "keep"), "--protocol", "user-holdout",
+                             "--item", "artist"], capsys)
+    code_drop, _, _ = run(["split", store, "--out", str(tmp_path / "drop"), "--protocol", "user-holdout",
+                           "--item", "artist", "--drop-unseen"], capsys)
+    assert code == 0 and code_drop == 0
+    from musicrec.preprocess.splitset import Split
+
+    keep, drop = Split.load(str(tmp_path / "keep")), Split.load(str(tmp_path / "drop"))
+    n_unseen = keep.meta["unseen_in_train"]["test"]
+    assert n_unseen >= 2 and "kept (standard protocol" in out_keep
+    assert keep.test.height == drop.test.height + n_unseen
+    assert not set(drop.test["item_id"]) - set(drop.train["item_id"])
+    code, _, err = run(["split", store, "--out", str(tmp_path / "s"), "--protocol", "session-lastday",
+                        "--drop-unseen"], capsys)
+    assert code == 2 and "--drop-unseen do(es) not apply to protocol session-lastday" in err

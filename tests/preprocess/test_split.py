@@ -71,16 +71,23 @@ def test_user_holdout_is_deterministic_under_seed(holdout_events):
     assert pairs(a.test) != pairs(c.test)
 
 
-def test_user_holdout_removes_items_unseen_in_train():
+def test_user_holdout_keeps_items_unseen_in_train_by_default():
     # user 2 (5 items < min_items) keeps items 0-4 in train; item 99 is user 1's alone, so it
-    # is the only test item that can be unseen
+    # is the only test item that can be unseen. Standard protocol (RecBole's splits): it stays in
+    # test and is counted; --drop-unseen (drop_unseen=True) removes it as before.
     ev = events([(1, i) for i in range(5)] + [(1, 99)] + [(2, i) for i in range(5)])
     for seed in range(10):
-        sp = user_holdout(ev, test_frac=0.5, valid_frac=0.0, seed=seed, min_items=6)
-        assert sp.valid is None
-        assert set(sp.test["item_id"]) <= set(sp.train["item_id"])
-        in_train = 99 in set(sp.train["item_id"])
-        assert sp.meta["removed_unseen"]["test"] == (0 if in_train else 1)
+        kept = user_holdout(ev, test_frac=0.5, valid_frac=0.0, seed=seed, min_items=6)
+        dropped = user_holdout(ev, test_frac=0.5, valid_frac=0.0, seed=seed, min_items=6, drop_unseen=True)
+        assert kept.valid is None and dropped.valid is None
+        in_train = 99 in set(kept.train["item_id"])
+        assert kept.meta["unseen_in_train"]["test"] == dropped.meta["unseen_in_train"]["test"] == (0 if in_train else 1)
+        assert kept.meta["removed_unseen"]["test"] == 0
+        assert (99 in set(kept.test["item_id"])) == (not in_train)
+        assert set(dropped.test["item_id"]) <= set(dropped.train["item_id"])
+        assert dropped.meta["removed_unseen"]["test"] == (0 if in_train else 1)
+        assert kept.test.height == dropped.test.height + dropped.meta["removed_unseen"]["test"]
+        assert kept.meta["params"]["drop_unseen"] is False and dropped.meta["params"]["drop_unseen"] is True
 
 
 def test_user_holdout_validates_fractions(holdout_events):
@@ -101,12 +108,17 @@ def timed_events():
 
 
 def test_leave_last_out_picks_the_latest(timed_events):
-    sp = leave_last_out(timed_events, n=1, valid=True)
+    sp = leave_last_out(timed_events, n=1, valid=True, drop_unseen=True)
     assert sp.test.select("user_id", "item_id").rows() == [(1, 2), (2, 1)]
     assert secs(sp.test) == [20, 40]
-    # user 1's valid item is C@30; user 2's is D@10, never in train -> removed
+    # user 1's valid item is C@30; user 2's is D@10, never in train -> removed (drop_unseen)
     assert sp.valid.select("user_id", "item_id").rows() == [(1, 3)]
     assert sp.meta["removed_unseen"] == {"test": 0, "valid": 1}
+    # by default it stays (standard protocol) and is counted
+    kept = leave_last_out(timed_events, n=1, valid=True)
+    assert sorted(kept.valid.select("user_id", "item_id").rows()) == [(1, 3), (2, 4)]
+    assert kept.meta["removed_unseen"] == {"test": 0, "valid": 0}
+    assert kept.meta["unseen_in_train"] == {"test": 0, "valid": 1}
     tr = sp.train.sort("user_id", "timestamp")
     assert tr.filter(pl.col("user_id") == 1)["item_id"].to_list() == [1, 2, 1]   # B@10 stays (repeat)
     assert tr.filter(pl.col("user_id") == 3).height == 3
@@ -117,8 +129,12 @@ def test_leave_last_out_n2_without_valid(timed_events):
     assert sp.valid is None
     u1 = sp.test.filter(pl.col("user_id") == 1).sort("timestamp")
     assert u1["item_id"].to_list() == [3, 2] and secs(u1) == [30, 40]
-    # user 2: items A@20, D@10 are the last two; D is unseen elsewhere and removed
-    assert sp.test.filter(pl.col("user_id") == 2)["item_id"].to_list() == [1]
+    # user 2: items A@20, D@10 are the last two; D is unseen elsewhere: kept and counted by
+    # default, removed with drop_unseen
+    assert sorted(sp.test.filter(pl.col("user_id") == 2)["item_id"].to_list()) == [1, 4]
+    assert sp.meta["unseen_in_train"]["test"] == 1
+    dropped = leave_last_out(timed_events, n=2, valid=False, drop_unseen=True)
+    assert dropped.test.filter(pl.col("user_id") == 2)["item_id"].to_list() == [1]
 
 
 def test_time_protocols_need_timestamps():

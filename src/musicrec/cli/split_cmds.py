@@ -42,8 +42,13 @@ def _summary(split, out: str) -> None:
         if key in pre:
             dropped[key.removeprefix("dropped_").replace("_", " ")] = pre[key]
     for part, n in (meta.get("removed_unseen") or {}).items():
-        if getattr(split, part) is not None:
+        if getattr(split, part) is not None and (meta.get("params") or {}).get("drop_unseen") is not False:
             dropped[f"{part} rows of items unseen in train"] = n
+    kept = {part: n for part, n in (meta.get("unseen_in_train") or {}).items()
+            if n and not (meta.get("removed_unseen") or {}).get(part) and getattr(split, part) is not None}
+    if kept:
+        console.print("kept (standard protocol; they count as misses, --drop-unseen removes them): "
+                      + "; ".join(f"{part} rows of items unseen in train: {n:,}" for part, n in kept.items()))
     if dropped:
         console.print("dropped: " + "; ".join(f"{k}: {v:,}" for k, v in dropped.items()))
     unknown = meta.get("unknown") or {}
@@ -74,6 +79,10 @@ def register(app: typer.Typer) -> None:
         last_n: Optional[int] = typer.Option(None, "--last-n", help="leave-last-out: distinct items held out per user"),
         n_seeds: Optional[int] = typer.Option(None, "--n-seeds", help="user-coldstart: seed items each new listener gives"),
         no_valid: bool = typer.Option(False, "--no-valid", help="leave-last-out / session-lastday: no validation part"),
+        drop_unseen: bool = typer.Option(
+            False, "--drop-unseen",
+            help="user-holdout / leave-last-out / temporal: remove held-out rows of items absent from train "
+                 "(default: keep them, as RecBole does; they count as misses)"),
         min_ms: int = typer.Option(30_000, "--min-ms", help="drop plays shorter than this many milliseconds (0 = keep)"),
         session_gap: float = typer.Option(1800, "--session-gap", help="seconds of pause that start a new session"),
         k_core_user: int = typer.Option(0, "--k-core-user", help="keep users with at least N distinct items"),
@@ -120,10 +129,10 @@ def register(app: typer.Typer) -> None:
             from musicrec.preprocess.split import make_split
 
             given = dict(test_frac=test_frac, valid_frac=valid_frac, test_days=test_days, n=last_n,
-                         valid=False if no_valid else None, n_seeds=n_seeds)
+                         valid=False if no_valid else None, n_seeds=n_seeds, drop_unseen=drop_unseen or None)
             params = {k: v for k, v in given.items() if v is not None}
             flags = {"test_frac": "--test-frac", "valid_frac": "--valid-frac", "test_days": "--test-days",
-                     "n": "--last-n", "valid": "--no-valid", "n_seeds": "--n-seeds"}
+                     "n": "--last-n", "valid": "--no-valid", "n_seeds": "--n-seeds", "drop_unseen": "--drop-unseen"}
             from musicrec.preprocess.split import PROTOCOLS
 
             if protocol in PROTOCOLS:

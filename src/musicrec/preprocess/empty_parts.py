@@ -29,15 +29,20 @@ def check_parts(split: Split, events: pl.DataFrame, item_level: str, counts: dic
     """
     for part, label in (("test", "test"), ("valid", "validation")):
         rows = getattr(split, part)
-        if rows is not None and rows.height == 0:
+        # held-out rows of items no training row has are kept (standard protocol) but cannot be
+        # hit: a part made only of them is as empty for scoring as one without rows
+        unseen = (split.meta.get("unseen_in_train") or {}).get(part, 0)
+        removed = (split.meta.get("removed_unseen") or {}).get(part, 0)
+        if rows is not None and rows.height - (0 if removed else unseen) <= 0:
             why = _why_empty(split, part, events, item_level, counts, level_given)
-            raise MusicrecError(f"the {label} part is empty: {why}")
+            state = "is empty" if rows.height == 0 else "holds only items no training row has"
+            raise MusicrecError(f"the {label} part {state}: {why}")
 
 
 def _why_empty(split: Split, part: str, events: pl.DataFrame, level: str, counts: dict, level_given: bool) -> str:
     protocol = split.meta.get("protocol")
     n_users = events["user_id"].n_unique()
-    removed = (split.meta.get("removed_unseen") or {}).get(part, 0)
+    removed = (split.meta.get("removed_unseen") or {}).get(part, 0) or (split.meta.get("unseen_in_train") or {}).get(part, 0)
     no_valid = {"user-holdout": "--valid-frac 0", "temporal": "--valid-frac 0", "leave-last-out": "--no-valid",
                 "session-lastday": "--no-valid"}.get(protocol)
     or_none = f", or make none with {no_valid}" if part == "valid" and no_valid else ""

@@ -83,21 +83,32 @@ def _hash_keys(user: np.ndarray, item: np.ndarray, seed: int) -> np.ndarray:
     return x
 
 
-def _user_split(part: pl.DataFrame, meta: dict) -> Split:
-    """Assemble a user-evaluated split from ``part`` (one label per row), dropping unseen items."""
+def _user_split(part: pl.DataFrame, meta: dict, drop: bool) -> Split:
+    """Assemble a user-evaluated split from ``part`` (one label per row).
+
+    Held-out rows of items absent from train are kept (``drop`` False: the standard protocol,
+    as RecBole's splits; they cannot be recommended and count as misses) or removed (``drop``).
+    ``meta["unseen_in_train"]`` counts them per part either way.
+    """
     train = part.filter(pl.col("_part") == "train").drop("_part")
-    test, n_test = drop_unseen(train, part.filter(pl.col("_part") == "test").drop("_part"))
-    valid = None
-    n_valid = 0
+    held = {"test": part.filter(pl.col("_part") == "test").drop("_part")}
     if meta.pop("_has_valid"):
-        valid, n_valid = drop_unseen(train, part.filter(pl.col("_part") == "valid").drop("_part"))
-    meta.update(evaluation="user", removed_unseen={"test": n_test, "valid": n_valid})
-    return Split(train=train, test=test, valid=valid, meta=meta)
+        held["valid"] = part.filter(pl.col("_part") == "valid").drop("_part")
+    unseen = {"test": 0, "valid": 0}
+    removed = {"test": 0, "valid": 0}
+    for name, rows in held.items():
+        kept, unseen[name] = drop_unseen(train, rows)
+        if drop:
+            held[name], removed[name] = kept, unseen[name]
+    meta["params"]["drop_unseen"] = drop
+    meta.update(evaluation="user", removed_unseen=removed, unseen_in_train=unseen)
+    return Split(train=train, test=held["test"], valid=held.get("valid"), meta=meta)
 
 
 # ----------------------------------------------------------------------------- protocols
 def user_holdout(
-    events, test_frac: float = 0.2, valid_frac: float = 0.1, seed: int = 0, min_items: int = 5
+    events, test_frac: float = 0.2, valid_frac: float = 0.1, seed: int = 0, min_items: int = 5,
+    drop_unseen: bool = False,
 ) -> Split:
     """Per user, hold out a random fraction of their distinct items for test and for validation.
 
@@ -111,11 +122,15 @@ def user_holdout(
         Seed of the per-(user, item) shuffle.
     min_items : int
         Users with fewer distinct items (or fewer than 2) stay entirely in train.
+    drop_unseen : bool
+        Remove test/valid rows of items absent from train (musicrec's older convention). By
+        default they stay, as in RecBole's and Elliot's splits: evaluation counts them as
+        relevant items no model trained on this split can recommend.
 
     Returns
     -------
     Split with ``evaluation="user"``; all events of a held-out (user, item) pair go to
-    the same part, and test/valid rows of items absent from train are removed.
+    the same part.
     """
     _check_fracs(test_frac, valid_frac)
     ev = _events(events)
@@ -141,7 +156,7 @@ def user_holdout(
     del ev
     meta = dict(protocol="user-holdout", seed=seed, _has_valid=valid_frac > 0,
                 params=dict(test_frac=test_frac, valid_frac=valid_frac, min_items=min_items))
-    return _user_split(part, meta)
+    return _user_split(part, meta, drop_unseen)
 
 
 def _last_items(ev: pl.DataFrame, n: int, eligible: pl.DataFrame) -> pl.DataFrame:
@@ -162,7 +177,8 @@ def _last_items(ev: pl.DataFrame, n: int, eligible: pl.DataFrame) -> pl.DataFram
     ).drop("_cut")
 
 
-def leave_last_out(events, n: int = 1, valid: bool = True, min_items: int | None = None) -> Split:
+def leave_last_out(events, n: int = 1, valid: bool = True, min_items: int | None = None,
+                   drop_unseen: bool = False) -> Split:
     """By time, each user's last ``n`` distinct items go to test, the ``n`` before to validation.
 
     Parameters
@@ -176,6 +192,8 @@ def leave_last_out(events, n: int = 1, valid: bool = True, min_items: int | None
         Also hold out the previous ``n`` items (same rule on what is left) for validation.
     min_items : int, optional
         Users with fewer distinct timed items stay in train; default ``n * parts + 1``.
+    drop_unseen : bool
+        Remove held-out rows of items absent from train (see :func:`user_holdout`).
 
     Rows without a timestamp stay in train. Raises if no row has a timestamp.
     """
@@ -201,16 +219,16 @@ def leave_last_out(events, n: int = 1, valid: bool = True, min_items: int | None
     part = labelled.with_columns(pl.col("_part").fill_null("train")).drop("_hit").sort("_row").drop("_row")
     meta = dict(protocol="leave-last-out", seed=None, _has_valid=valid,
                 params=dict(n=n, valid=valid, min_items=need))
-    return _user_split(part, meta)
+    return _user_split(part, meta, drop_unseen)
 
 
-def temporal(events, test_frac: float = 0.2, valid_frac: float = 0.1) -> Split:
+def temporal(events, test_frac: float = 0.2, valid_frac: float = 0.1, drop_unseen: bool = False) -> Split:
     """Global time cut: the latest ``test_frac`` of timed events are test, the ``valid_frac``
     before them validation, everything earlier train.
 
     Events tied with a cut time go to the later part. Rows without a timestamp stay in
     train. ``meta["params"]`` records the cut times. Test users may have no train history
-    (``meta["test_users_without_history"]``).
+    (``meta["test_users_without_history"]``). ``drop_unseen``: see :func:`user_holdout`.
     """
     _check_fracs(test_frac, valid_frac)
     ev = _events(events)
@@ -228,7 +246,7 @@ def temporal(events, test_frac: float = 0.2, valid_frac: float = 0.1) -> Split:
     meta = dict(protocol="temporal", seed=None, _has_valid=valid_frac > 0,
                 params=dict(test_frac=test_frac, valid_frac=valid_frac,
                             test_from=t_test.isoformat(), valid_from=t_valid.isoformat()))
-    split = _user_split(part, meta)
+    split = _user_split(part, meta, drop_unseen)
     known = split.train.select("user_id").unique()
     split.meta["test_users_without_history"] = (
         split.test.select("user_id").unique().join(known, on="user_id", how="anti").height
