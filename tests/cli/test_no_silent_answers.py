@@ -97,6 +97,9 @@ def test_include_valid_models_are_checked_against_train_plus_valid(world, tmp_pa
     assert json.load(open(os.path.join(model, "bundle.json")))["train_rows"] == 7
     code, _, err = run(["evaluate", model, "--split", split], capsys)
     assert code == 0, err
+    # its validation part is training data for this model
+    code, _, err = run(["evaluate", model, "--split", split, "--on", "valid"], capsys)
+    one_line_error(code, err, "--include-valid", "--on test")
     # same training rows, no validation part: not the split the model was fitted on
     code, _, err = run(["evaluate", model, "--split", world["imported"]], capsys)
     one_line_error(code, err, "train + valid 7 rows", "train 6 rows")
