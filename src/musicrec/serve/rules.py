@@ -85,7 +85,8 @@ def rerank(candidates: np.ndarray, scores: np.ndarray, k: int, *, exclude: np.nd
     # drop unshowable, excluded and repeated candidates (first occurrence wins)
     keep = np.isfinite(vals)
     if exclude is not None and len(exclude):
-        keep &= ~np.isin(cand, np.asarray(exclude, dtype=np.int64))
+        # item indices span at most the catalogue: a lookup table beats sorting both lists
+        keep &= ~np.isin(cand, np.asarray(exclude, dtype=np.int64), kind="table")
     cand, vals = cand[keep], vals[keep]
     _, first = np.unique(cand, return_index=True)
     first.sort()
