@@ -523,8 +523,8 @@ def main(argv=None) -> int:
     ap.add_argument("--max-requests", type=int, help="per phase (default load: 50,000; models: 10,000)")
     ap.add_argument("--rate", help="offered load(s) in requests/s (load: comma-separated, default 300,500; "
                                    "models: one, default 500)")
-    ap.add_argument("--request-timeout", type=float, default=10.0,
-                    help="seconds before an unanswered request counts as an error")
+    ap.add_argument("--request-timeout", type=float,
+                    help="seconds before an unanswered request counts as an error (load: 10, models: 5)")
     ap.add_argument("--synthetic-items", type=int, default=1_000_000, help="load: 0 skips the synthetic catalogue")
     ap.add_argument("--server-args", default="--no-access-log", help="extra arguments for `musicrec serve`")
     ap.add_argument("--models", default="", help="models: comma-separated subset (default all)")
@@ -543,8 +543,10 @@ def main(argv=None) -> int:
         args.max_requests = args.max_requests or 10_000
         args.rate = float(args.rate or 500)
         args.warmup = 1.0 if args.quick else 2.0
+        args.request_timeout = args.request_timeout or 5.0
         return models_suite(args)
     args.seconds = args.seconds or 20.0
+    args.request_timeout = args.request_timeout or 10.0
     args.max_requests = args.max_requests or 50_000
     args.rates = [float(r) for r in (args.rate or "300,500").split(",") if r]
     args.out = args.out or os.path.join(HERE, "results", "serve_load.md")

@@ -158,6 +158,7 @@ class GRU4Rec(SequenceRecommender):
     """Recurrent next-item model. Hyperparameters: see ``GRU4RecConfig``."""
 
     name = "gru4rec"
+    padding_free = True   # each session runs from a zero state at the start of its row: padding is never read
 
     def __init__(self, hidden_size=GRU4RecConfig.hidden_size, n_layers=GRU4RecConfig.n_layers,
                  constrained_embedding=GRU4RecConfig.constrained_embedding, embedding_dim=GRU4RecConfig.embedding_dim,

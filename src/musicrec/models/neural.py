@@ -23,7 +23,7 @@ the ones that score.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, ClassVar
 
 import numpy as np
 
@@ -264,6 +264,10 @@ class SequenceRecommender(NeuralRecommender):
     """
 
     sequential = True
+    #: the network's state after a history does not depend on how much left padding precedes
+    #: it, so scoring cuts a batch's windows to its longest history (one short session: a few
+    #: positions instead of ``max_len``)
+    padding_free: ClassVar[bool] = False
 
     # ------------------------------------------------------------ data
     def _sequences(self, train: Interactions) -> list:
@@ -320,8 +324,12 @@ class SequenceRecommender(NeuralRecommender):
         """The hidden state after each history's last ``max_len`` plays, per batch."""
         import torch
 
-        x = torch.from_numpy(left_pad(histories.sequences, self.max_len))
         onnx = getattr(self, "scorer_", None)
+        length = self.max_len
+        # an ONNX export has a fixed window; a copy head reads the padded session as it is
+        if self.padding_free and onnx is None and not hasattr(self.net_, "score_all"):
+            length = max(1, min(self.max_len, max((len(s) for s in histories.sequences), default=0)))
+        x = torch.from_numpy(left_pad(histories.sequences, length))
         for lo in range(0, len(x), batch_size):
             if onnx is not None:                 # an ONNX export of this network (models.onnx_runtime)
                 xb = x[lo:lo + batch_size]

@@ -123,6 +123,7 @@ class NextItNet(SequenceRecommender):
     """Dilated causal CNN next-item model. Hyperparameters: see ``NextItNetConfig``."""
 
     name = "nextitnet"
+    padding_free = True   # padding is zeroed after every convolution: states do not depend on it
 
     def __init__(self, embedding_dim=NextItNetConfig.embedding_dim, dilations=NextItNetConfig.dilations,
                  n_blocks=NextItNetConfig.n_blocks, kernel_size=NextItNetConfig.kernel_size,
