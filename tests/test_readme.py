@@ -93,6 +93,7 @@ class Runner:
         self.env.update(HOME=home, MUSICREC_HOME=os.path.join(home, "musicrec-home"),
                         PATH=bin_dir + os.pathsep + os.environ.get("PATH", ""), COLUMNS="120")
         self.servers: list[tuple[subprocess.Popen, int, str]] = []
+        self.n_started = 0
         self.ran: list[tuple[int, str, float]] = []         # (README line, command, seconds)
 
     def run(self, command: str, line: int) -> None:
@@ -120,6 +121,8 @@ class Runner:
                 f"--- stdout (end)\n{proc.stdout[-3000:]}\n--- stderr (end)\n{proc.stderr[-3000:]}")
 
     def curl(self, command: str, line: int) -> None:
+        if shutil.which("curl", path=self.env["PATH"]) is None:
+            pytest.fail(f"README line {line}: curl is not installed, and the README's HTTP examples use it")
         proc = self.shell(command, line)
         assert proc.returncode == 0, self.failed(line, command, proc)
         body, _, status = proc.stdout.rpartition("\n")
@@ -137,7 +140,8 @@ class Runner:
             if s.connect_ex(("127.0.0.1", port)) == 0:
                 pytest.fail(f"README line {line}: port {port} is already in use; the README's servers need it "
                             "(stop whatever listens there)")
-        log = open(os.path.join(self.cwd, f"server-{len(self.servers)}.log"), "w+")
+        self.n_started += 1
+        log = open(os.path.join(self.cwd, f"server-{self.n_started}.log"), "w+")
         proc = subprocess.Popen(["bash", "-c", "exec " + command], cwd=self.cwd, env=self.env, stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True)
         self.servers.append((proc, port, log.name))
@@ -165,6 +169,22 @@ class Runner:
                     os.killpg(proc.pid, signal.SIGKILL)
                     proc.wait(timeout=10)
         self.servers.clear()
+
+
+def test_a_broken_example_fails(tmp_path):
+    """A command that exits non-zero, or a curl that gets no 200 JSON answer, fails the run."""
+    (tmp_path / "home").mkdir()
+    (tmp_path / "home" / ".curlrc").write_text(CURLRC)
+    r = Runner(str(tmp_path / "home"), str(tmp_path))
+    r.run("musicrec --help", 1)
+    with pytest.raises(AssertionError, match="README line 2: `musicrec no-such-command` exited 2"):
+        r.run("musicrec no-such-command", 2)
+    with socket.socket() as s:                      # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(AssertionError, match="README line 3"):
+        r.run(f'curl "http://localhost:{port}/health"', 3)
+    assert [line for line, _, _ in r.ran] == [1]
 
 
 @pytest.fixture
