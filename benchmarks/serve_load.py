@@ -119,12 +119,14 @@ async def run_phase(port: int, clients: int, seconds: float, max_requests: int, 
     together send ``rate`` requests/s on a fixed schedule, and latency is counted from the time a
     request was *due*, so a server that falls behind is charged for the wait (no coordinated
     omission). A request unanswered after ``timeout`` seconds is an error; its connection is
-    dropped, and the wait so far is its latency (a lower bound). So a phase ends by
-    ``seconds + timeout`` even against a server that has stopped answering.
+    dropped, and the wait so far is its latency (a lower bound). No request is sent after
+    ``seconds``: requests of the schedule still unsent then (a server too slow to keep up) count
+    as errors. So a phase ends by ``seconds + timeout`` even against a server that has stopped
+    answering.
     """
     latencies: list[float] = []
     errors = {"n": 0, "failed": 0, "examples": []}
-    sent = 0
+    sent = unsent = 0
     start = time.perf_counter()
     deadline = start + seconds
     interval = clients / rate if rate > 0 else 0.0
@@ -135,7 +137,7 @@ async def run_phase(port: int, clients: int, seconds: float, max_requests: int, 
             errors["examples"].append(example[:200])
 
     async def worker(w: int) -> None:
-        nonlocal sent
+        nonlocal sent, unsent
         rng = random.Random(w)
         conn = Conn(port)
         due = start + w * (interval / clients)
@@ -146,6 +148,11 @@ async def run_phase(port: int, clients: int, seconds: float, max_requests: int, 
                     await asyncio.sleep(delay)
             t0 = due if rate > 0 else time.perf_counter()
             if t0 > deadline:
+                break
+            if time.perf_counter() > deadline:      # behind schedule at the end: the rest is unsent
+                n = min(int((deadline - due) / interval) + 1, max_requests - sent)
+                sent += n
+                unsent += n
                 break
             due += interval
             sent += 1
@@ -175,9 +182,13 @@ async def run_phase(port: int, clients: int, seconds: float, max_requests: int, 
     await asyncio.gather(*(worker(w) for w in range(clients)))
     wall = time.perf_counter() - start
     lat = np.array(latencies) * 1000
-    return {"requests": len(latencies) + errors["failed"], "errors": errors["n"],
+    answered = len(latencies) - (errors["n"] - errors["failed"])     # 200s
+    if unsent:
+        errors["n"] += unsent
+        errors["examples"].insert(0, f"{unsent} requests due but not sent by the end (the server fell behind)")
+    return {"requests": len(latencies) + errors["failed"] + unsent, "errors": errors["n"],
             "error_examples": errors["examples"][:5], "seconds": round(wall, 2),
-            "rps": (len(latencies) - errors["n"] + errors["failed"]) / wall,
+            "rps": answered / wall,
             "load": os.getloadavg()[0],
             **{f"p{q}": float(np.percentile(lat, q)) if len(lat) else float("nan") for q in (50, 95, 99)}}
 
