@@ -10,7 +10,9 @@ show verbatim is set up around the commands, never in them:
   (bounded) until its ``/health`` answers on 127.0.0.1 and stops it at the end of its block. It
   must get the README's port (8000 unless ``--port`` says otherwise): a busy port fails the test;
 - ``curl`` reads ``~/.curlrc``, which makes it fail on an HTTP error and print the status, so
-  every call is checked for status 200 and a JSON body.
+  every call is checked for status 200 and a JSON body;
+- torch and BLAS get one thread each (``OMP_NUM_THREADS=1``), so the run time holds on a shared
+  2-core machine.
 
 ```python blocks run too (``python FILE`` in the same folder). ```console blocks are not run; the
 README says why before each. The test prints what it ran, and fails if fewer blocks or commands
@@ -91,7 +93,10 @@ class Runner:
         self.env = {k: v for k, v in os.environ.items()
                     if not k.startswith(("MUSICREC_", "PYTEST_", "AWS_", "RAY_"))}
         self.env.update(HOME=home, MUSICREC_HOME=os.path.join(home, "musicrec-home"),
-                        PATH=bin_dir + os.pathsep + os.environ.get("PATH", ""), COLUMNS="120")
+                        PATH=bin_dir + os.pathsep + os.environ.get("PATH", ""), COLUMNS="120",
+                        # one torch/BLAS thread: on 2 cores shared with other jobs, two threads per
+                        # process wait on each other (a one-epoch SASRec: 13 s on one thread, 67 s on two)
+                        OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
         self.servers: list[tuple[subprocess.Popen, int, str]] = []
         self.n_started = 0
         self.ran: list[tuple[int, str, float]] = []         # (README line, command, seconds)
