@@ -17,7 +17,9 @@ body that is not one JSON object gets a 422 that shows an example. Every error i
 every path but ``/health``, the web page and the API docs needs ``Authorization: Bearer KEY`` or
 ``X-API-Key: KEY``. The read endpoints run on the event loop: they are short CPU work (about
 0.3-2 ms), and a hop to the thread pool made them 2.4x slower under load (benchmarks/serve_load.py);
-posting plays and reloading (store writes, index builds) run in the thread pool. Each request reads ``holder.service`` once,
+posting plays and reloading (store writes, index builds) run in the thread pool. The recommendation
+endpoints answer pre-encoded JSON (``musicrec.serve.responses``): the same bytes without validating
+every item card against the response model, which stays on the route for the docs. Each request reads ``holder.service`` once,
 and a reload replaces that reference only after the new Service is fully built, so a request
 never sees a half-loaded model.
 """
@@ -43,6 +45,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from musicrec import MusicrecError, __version__
+from musicrec.serve import responses
 from musicrec.serve.json_body import JsonBodyRoute, body_message
 from musicrec.serve.metrics import CONTENT_TYPE_LATEST, Metrics, MetricsMiddleware
 from musicrec.serve.service import NoStore, NotFound, Service
@@ -358,7 +361,7 @@ def create_app(model_dir: str, api_key: str | None = None, store_url: str | None
         svc = holder.service
         items = svc.recommend_user(user_id, k=k, exclude_seen=exclude_seen, max_per_artist=max_per_artist,
                                    diversity=diversity)
-        return {"model": svc.model.name, "version": svc.version, "user_id": user_id, "items": items}
+        return responses.recommendations(svc.model.name, svc.version, user_id, items)
 
     @api.post("/v1/recommendations", response_model=Recommendations, tags=["recommend"])
     async def session_recommendations(body: SessionRequest):
@@ -367,14 +370,14 @@ def create_app(model_dir: str, api_key: str | None = None, store_url: str | None
         items = svc.recommend_session(body.recent_plays, body.seed_artists, seed_tags=body.seed_tags, k=body.k,
                                       exclude_seen=body.exclude_seen,
                                       max_per_artist=body.max_per_artist, diversity=body.diversity)
-        return {"model": svc.model.name, "version": svc.version, "items": items}
+        return responses.recommendations(svc.model.name, svc.version, None, items)
 
     @api.get("/v1/items/{item_id:path}/similar", response_model=SimilarItems, tags=["recommend"])
     async def similar_items(item_id: Annotated[str, Path(max_length=300)], k: Annotated[int, Query(ge=1, le=MAX_K)] = 10):
         """Items most similar to one (store id, source id or name)."""
         svc = holder.service
         item, items = svc.similar(item_id, k=k)
-        return {"model": svc.model.name, "version": svc.version, "item": item, "items": items}
+        return responses.similar_items(svc.model.name, svc.version, item, items)
 
     @api.get("/v1/search", response_model=SearchResults, tags=["recommend"])
     async def search(q: Annotated[str, Query(min_length=1, max_length=200)],
