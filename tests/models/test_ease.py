@@ -135,3 +135,15 @@ def test_user_space_equals_textbook_on_hetrec(shared_data):
     hist = train.histories(np.arange(0, train.n_users, 10))
     scores = model.score(hist)[:, model.active_]
     np.testing.assert_allclose(scores, x[hist.users] @ b, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("n_users, n_items", [(12, 30), (40, 15)])   # user space, item space
+def test_restricted_similarity_equals_the_full_one(n_users, n_items):
+    train = random_interactions(n_users, n_items, seed=3)
+    model = EASE(l2=3.0, min_item_users=2).fit(train)   # some items inactive: their entries are 0
+    assert model._user_space() == (n_users < n_items)
+    items = np.array([2, 9, 0, 2, n_items - 1])
+    columns = np.array([0, 9, 5, 1, n_items - 2, 2, 2])
+    full = model.item_similarity(items)
+    np.testing.assert_allclose(model.item_similarity(items, columns=columns), full[:, columns], rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(model.item_similarity(items, columns=np.array([], np.int64)).shape, (5, 0))

@@ -146,8 +146,13 @@ class Recommender:
         """Scores of every item for each history, shape (B, I), float32; higher is better."""
         raise NotImplementedError
 
-    def item_similarity(self, items: np.ndarray) -> np.ndarray:
-        """Similarity of each item in ``items`` (B,) to every item, shape (B, I)."""
+    def item_similarity(self, items: np.ndarray, columns: np.ndarray | None = None) -> np.ndarray:
+        """Similarity of each item in ``items`` (B,) to every item, shape (B, I).
+
+        With ``columns`` (C,), only those items, shape (B, C): equal to the full result's
+        ``[:, columns]``. Models that accept ``columns`` compute just that block (EASE);
+        callers check the signature, as overrides without it still take ``items`` only.
+        """
         raise NotImplementedError(f"{self.name} has no item-item similarity")
 
     # Dot-product models expose both sides of their score, so serving can retrieve the top

@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import hashlib
+import inspect
 import os
 import threading
 import time
@@ -109,6 +110,8 @@ class Service:
         self.popularity = bundle.popularity.astype(np.int64)
         self.tags = _top_tags(bundle.item_tags, self.index_of_ids)
         self.has_similarity = type(self.model).item_similarity is not Recommender.item_similarity
+        # models whose item_similarity takes `columns` compute only the block a request reads
+        self._similarity_takes_columns = "columns" in inspect.signature(self.model.item_similarity).parameters
         self.retriever, self.item_vectors = self._build_retriever(ann)
         self.events = overlay if overlay is not None else EventOverlay()
         split = bundle.meta.get("split")
@@ -258,7 +261,7 @@ class Service:
         keep = np.isfinite(scores)
         similarity = None
         if diversity and self.item_vectors is None and self.has_similarity:
-            similarity = lambda rows: np.asarray(self.model.item_similarity(rows))[:, rows]  # noqa: E731
+            similarity = lambda rows: self._similarity(rows, rows)  # noqa: E731
         return rerank(idx[keep], scores[keep], k, exclude=seen if len(seen) else None,
                       artist_of=self.artist_of if max_per_artist is not None else None,
                       max_per_artist=max_per_artist,
@@ -427,12 +430,18 @@ class Service:
             b = unit_rows(self.item_vectors[history])
             sims = a @ b.T
         elif self.has_similarity:
-            sims = np.asarray(self.model.item_similarity(idx))[:, history]
+            sims = self._similarity(idx, history)
         else:
             return None
         sims = np.where(history[None, :] == idx[:, None], -np.inf, sims)
         best = np.argmax(sims, axis=1)
         return [(int(history[b]), float(sims[r, b])) for r, b in enumerate(best)]
+
+    def _similarity(self, rows: np.ndarray, columns: np.ndarray) -> np.ndarray:
+        """``item_similarity(rows)[:, columns]`` (R, C), computing only that block where the model can."""
+        if self._similarity_takes_columns:
+            return np.asarray(self.model.item_similarity(rows, columns=columns))
+        return np.asarray(self.model.item_similarity(rows))[:, columns]
 
     def _listener_tags(self, histories: Histories, n: int = 3) -> list[str]:
         """The ``n`` tags most played by the listener (play-weighted over their items' tags; ties
