@@ -96,7 +96,7 @@ def register(app: typer.Typer) -> None:
         api_key_file: Optional[str] = typer.Option(None, "--api-key-file",
                                                    help="file holding the API key clients must send"),
         store: Optional[str] = typer.Option(None, "--store", help="store for posted plays (default: the split's)"),
-        ann: str = typer.Option("auto", "--ann", help="retrieval index: auto (exact up to 100k items), exact, hnsw, ivf"),
+        ann: str = typer.Option("auto", "--ann", help="retrieval index: auto (exact while the item vectors hold at most 6.4M numbers, e.g. 100k x 64), exact, hnsw, ivf"),
         workers: int = typer.Option(1, "--workers", help="processes; posted plays show at once only in the "
                                                          "process that received them (keep 1 for live sessions)"),
         watch: float = typer.Option(0.0, "--watch", help="reload when MODEL_DIR changes, checked every N seconds (0 = off)"),
