@@ -8,30 +8,12 @@ import json
 import os
 from datetime import datetime, timedelta, timezone
 
-import polars as pl
 import pytest
 
-from musicrec import schema
+from cli_helpers import run, write_store
 from musicrec.cli.main import main
 
 T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
-
-
-def write_store(path, plays, users, artists, tracks):
-    path.mkdir()
-    tables = {"plays": pl.DataFrame(plays), "users": pl.DataFrame(users), "artists": pl.DataFrame(artists),
-              "tracks": pl.DataFrame(tracks)}
-    for name, df in tables.items():
-        schema.conform(df, getattr(schema, f"STORE_{name.upper()}")).write_parquet(path / f"{name}.parquet")
-    (path / "manifest.json").write_text(json.dumps({"schema_version": 1, "tables": {}, "sources": []}))
-    return str(path)
-
-
-def run(argv, capsys):
-    with pytest.raises(SystemExit) as exc:
-        main(argv)
-    out = capsys.readouterr()
-    return exc.value.code or 0, out.out, out.err
 
 
 def one_line_error(code, err, *fragments):

@@ -5,8 +5,7 @@ from datetime import datetime, timedelta, timezone
 import polars as pl
 import pytest
 
-from musicrec import schema
-from musicrec.cli.main import main
+from cli_helpers import run, write_store
 
 T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
 
@@ -14,28 +13,11 @@ T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
 @pytest.fixture
 def store(tmp_path):
     """3 users x 10 timed plays of 3 tracks, original ids "u1".."u3" and "t100".."t102"."""
-    path = tmp_path / "store"
-    path.mkdir()
-    plays = pl.DataFrame([dict(user_id=u, artist_id=10, track_id=100 + k % 3, play_count=1, source="x",
-                               timestamp=T0 + timedelta(seconds=1000 * k + u)) for u in (1, 2, 3) for k in range(10)])
-    tables = {
-        "plays": plays,
-        "users": pl.DataFrame(dict(user_id=[1, 2, 3], source_id=["u1", "u2", "u3"])),
-        "artists": pl.DataFrame(dict(artist_id=[10], source_id=["a10"], name=["Abba"])),
-        "tracks": pl.DataFrame(dict(track_id=[100, 101, 102], source_id=["t100", "t101", "t102"],
-                                    artist_id=[10, 10, 10])),
-    }
-    for name, df in tables.items():
-        schema.conform(df, getattr(schema, f"STORE_{name.upper()}")).write_parquet(path / f"{name}.parquet")
-    (path / "manifest.json").write_text(json.dumps({"schema_version": 1, "tables": {}, "sources": []}))
-    return str(path)
-
-
-def run(argv, capsys):
-    with pytest.raises(SystemExit) as exc:
-        main(argv)
-    out = capsys.readouterr()
-    return exc.value.code or 0, out.out, out.err
+    plays = [dict(user_id=u, artist_id=10, track_id=100 + k % 3, play_count=1, source="x",
+                  timestamp=T0 + timedelta(seconds=1000 * k + u)) for u in (1, 2, 3) for k in range(10)]
+    return write_store(tmp_path / "store", plays, dict(user_id=[1, 2, 3], source_id=["u1", "u2", "u3"]),
+                       dict(artist_id=[10], source_id=["a10"], name=["Abba"]),
+                       dict(track_id=[100, 101, 102], source_id=["t100", "t101", "t102"], artist_id=[10, 10, 10]))
 
 
 def test_split_with_protocol(store, tmp_path, capsys):
@@ -104,18 +86,10 @@ def test_user_coldstart_seeds_from_the_cli(tmp_path, capsys, shared_data):
 
 
 def _store(path, plays):
-    path.mkdir()
     users = sorted({p["user_id"] for p in plays})
-    tables = {
-        "plays": pl.DataFrame(plays),
-        "users": pl.DataFrame(dict(user_id=users, source_id=[f"u{u}" for u in users])),
-        "artists": pl.DataFrame(dict(artist_id=list(range(10, 20)), name=[f"a{a}" for a in range(10, 20)])),
-        "tracks": pl.DataFrame(dict(track_id=[100], artist_id=[10])),
-    }
-    for name, df in tables.items():
-        schema.conform(df, getattr(schema, f"STORE_{name.upper()}")).write_parquet(path / f"{name}.parquet")
-    (path / "manifest.json").write_text(json.dumps({"schema_version": 1, "tables": {}, "sources": []}))
-    return str(path)
+    return write_store(path, plays, dict(user_id=users, source_id=[f"u{u}" for u in users]),
+                       dict(artist_id=list(range(10, 20)), name=[f"a{a}" for a in range(10, 20)]),
+                       dict(track_id=[100], artist_id=[10]))
 
 
 @pytest.mark.parametrize("users, argv, message", [
