@@ -148,3 +148,15 @@ def _pick_mmr(cand, vals, artists, cap, k, lam, item_vectors, similarity) -> lis
             counts[artist] = counts.get(artist, 0) + 1
         closest = np.maximum(closest, sim[pos])
     return out
+
+
+def tag_codes(tags: dict, n_items: int, width: int) -> tuple[list[str], np.ndarray]:
+    """(tag names sorted, (I, width) int32 codes into them per item, -1 padded) from ``tags``
+    (item index -> tag names): built once, so a request's listener tags are one bincount, not a
+    loop over its history's tags."""
+    names = sorted({t for item_tags in tags.values() for t in item_tags})
+    code = {t: c for c, t in enumerate(names)}
+    codes = np.full((n_items, width), -1, dtype=np.int32)
+    for i, item_tags in tags.items():
+        codes[i, :len(item_tags)] = [code[t] for t in item_tags]
+    return names, codes

@@ -31,6 +31,7 @@ import scipy.sparse as sp
 from musicrec import MusicrecError
 from musicrec.features.interactions import Histories
 from musicrec.models.base import Recommender, topk
+from musicrec.serve import rules
 from musicrec.serve.bundle import ModelBundle, nothing_to_recommend
 from musicrec.serve.events import EventOverlay, StoreWriter, check_store, data_cut_time, split_store_url
 from musicrec.serve.names import normalise
@@ -461,14 +462,7 @@ class Service:
 
     @functools.cached_property
     def _tag_codes(self) -> tuple[list[str], np.ndarray]:
-        """(tag names sorted, (I, N_TAGS) int32 codes into them per item, -1 padded): built once, so
-        a request's listener tags are one bincount, not a loop over its history's tags."""
-        names = sorted({t for tags in self.tags.values() for t in tags})
-        code = {t: c for c, t in enumerate(names)}
-        codes = np.full((self.n_items, N_TAGS), -1, dtype=np.int32)
-        for i, tags in self.tags.items():
-            codes[i, :len(tags)] = [code[t] for t in tags]
-        return names, codes
+        return rules.tag_codes(self.tags, self.n_items, N_TAGS)
 
 
 # ---------------------------------------------------------------- helpers
