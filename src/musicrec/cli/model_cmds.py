@@ -200,10 +200,11 @@ def register(app: typer.Typer) -> None:
         ks = _ks(ctx, k)
         sp = _load_split(split)
         model = load_model(model_dir)
-        if not allow_other_split and not check_split(read_meta(model_dir), sp, split):
+        meta = read_meta(model_dir)
+        if not allow_other_split and not check_split(meta, sp, split):
             typer.echo(f"warning: {model_dir} does not record the split it was trained on (an older model "
                        "folder); cannot check that it is --split", err=True)
-        if on == "valid" and read_meta(model_dir).get("include_valid"):
+        if on == "valid" and meta.get("include_valid"):
             raise MusicrecError(f"{model_dir} was trained on train + validation (--include-valid), so its "
                                 "validation scores would be measured on training data; evaluate it --on test")
         result = run_eval(model, sp, ks=ks, on=on, progress=True, relevant=relevant)
