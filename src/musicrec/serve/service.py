@@ -31,6 +31,7 @@ import scipy.sparse as sp
 from musicrec import MusicrecError
 from musicrec.features.interactions import Histories
 from musicrec.models.base import Recommender, topk
+from musicrec.models.base import check_k as _check_k
 from musicrec.serve import rules
 from musicrec.serve.bundle import ModelBundle, nothing_to_recommend
 from musicrec.serve.events import EventOverlay, StoreWriter, check_store, data_cut_time, split_store_url
@@ -466,11 +467,6 @@ class Service:
 
 
 # ---------------------------------------------------------------- helpers
-def _check_k(k: int) -> None:
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise MusicrecError(f"k must be an integer >= 1, got {k!r}")
-
-
 def _utc(value) -> dt.datetime | None:
     if value is None:
         return None

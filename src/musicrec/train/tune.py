@@ -182,9 +182,11 @@ def tune(name: str, split: Split, n_trials: int = 20, metric: str | None = None,
     metric = metric or default_metric(split)
     if "@" not in metric:
         raise MusicrecError(f"metric must look like ndcg@10, got {metric!r}")
-    for k in (*ks, metric.split("@")[1]):
-        check_k(int(k) if str(k).lstrip("-").isdigit() else k)
-    ks = sorted({*ks, int(metric.split("@")[1])})
+    at = metric.split("@")[1]
+    at = int(at) if at.lstrip("-").isdigit() else at
+    for k in (*ks, at):
+        check_k(k)
+    ks = sorted({*ks, at})
     deep = issubclass(cls, NeuralRecommender)
     log: list[dict] = []
 
