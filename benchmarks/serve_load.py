@@ -210,11 +210,18 @@ def start_server(model_dir: str, port: int, extra: list[str], log: str | None = 
     with open(log, "w") as fh:
         proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, text=True)
     proc.log = log
+    # every worker process must be up: keep-alive connections opened while only the first one
+    # accepts stay with it for the whole phase, and the others would idle
+    workers = int(extra[extra.index("--workers") + 1]) if "--workers" in extra else 1
     deadline = time.time() + 600
     while time.time() < deadline:
         if proc.poll() is not None:
             with open(log) as fh:
                 raise SystemExit(f"server exited: {fh.read()[-2000:]}")
+        with open(log) as fh:
+            if fh.read().count("Application startup complete") < workers:
+                time.sleep(0.2)
+                continue
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
                 s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")

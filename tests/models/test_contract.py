@@ -4,6 +4,7 @@ A new model only needs an entry in ``INVALID`` here (a bad hyperparameter) and, 
 a non-personalised baseline, in ``NOT_PERSONALISED``.
 """
 
+import inspect
 import json
 import os
 
@@ -174,6 +175,21 @@ def test_similar_items_same_group(name, fitted):
     assert np.isin(idx[0], GROUP_B).sum() == 0
     assert np.isin(idx[1], GROUP_A).sum() == 0
     assert np.isin(idx[0], GROUP_A).sum() >= 3 and np.isin(idx[1], GROUP_B).sum() >= 3
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_similarity_block_equals_the_full_rows(name, fitted):
+    # serving asks for item_similarity(rows, columns=...) where a model offers it (reasons read
+    # 10 recommended items x the history); it must be the same numbers as the full rows
+    model = fitted[name]
+    if "columns" not in inspect.signature(model.item_similarity).parameters:
+        pytest.skip(f"{name} computes full rows only")
+    items, columns = np.array([5, 25, 5, 0]), np.array([4, 6, 24, 5, 39, 0])
+    try:
+        full = model.item_similarity(items)
+    except NotImplementedError:
+        pytest.skip(f"{name} has no item similarity")
+    np.testing.assert_allclose(model.item_similarity(items, columns=columns), full[:, columns], rtol=1e-5, atol=1e-6)
 
 
 # dot-product models: score(h) == query_vectors(h) @ item_vectors().T (serving indexes these)

@@ -138,7 +138,9 @@ def test_user_space_equals_textbook_on_hetrec(shared_data):
 
 
 @pytest.mark.parametrize("n_users, n_items", [(12, 30), (40, 15)])   # user space, item space
-def test_restricted_similarity_equals_the_full_one(n_users, n_items):
+@pytest.mark.parametrize("factor_floats", [ease_module.FACTOR_FLOATS, 0])   # with and without the factor of K
+def test_restricted_similarity_equals_the_full_one(n_users, n_items, factor_floats, monkeypatch):
+    monkeypatch.setattr(ease_module, "FACTOR_FLOATS", factor_floats)
     train = random_interactions(n_users, n_items, seed=3)
     model = EASE(l2=3.0, min_item_users=2).fit(train)   # some items inactive: their entries are 0
     assert model._user_space() == (n_users < n_items)
@@ -147,3 +149,24 @@ def test_restricted_similarity_equals_the_full_one(n_users, n_items):
     full = model.item_similarity(items)
     np.testing.assert_allclose(model.item_similarity(items, columns=columns), full[:, columns], rtol=0, atol=1e-6)
     np.testing.assert_array_equal(model.item_similarity(items, columns=np.array([], np.int64)).shape, (5, 0))
+
+
+@pytest.mark.parametrize("scheme", ["binary", "bm25"])
+def test_training_users_take_the_kernel_row_shortcut_with_textbook_scores(scheme):
+    # x P = K_r X for a training user's own history; a history labelled with a user index but
+    # changed since (plays posted) must not take it
+    train = random_interactions(30, 60, seed=4)
+    model = EASE(l2=3.0, weighting=scheme, min_item_users=1).fit(train)
+    assert model._user_space()
+    b = textbook_b(weight(train.matrix, scheme).toarray().astype(np.float64), 3.0)
+    x = weight(train.matrix, scheme).toarray()
+    users = np.array([0, 5, 17, 5])
+    hist = train.histories(users)
+    assert model._training_rows(model._active_columns(weight(hist.matrix, scheme, reference=train.matrix)),
+                                users) is not None
+    np.testing.assert_allclose(model.score(hist), x[users] @ b, rtol=1e-4, atol=1e-4)
+    changed = Histories.from_sequences([np.append(train.user_sequences[5], 59)], 60, users=np.array([5]))
+    assert model._training_rows(model._active_columns(weight(changed.matrix, scheme, reference=train.matrix)),
+                                changed.users) is None
+    xc = weight(changed.matrix, scheme, reference=train.matrix).toarray()
+    np.testing.assert_allclose(model.score(changed), xc @ b, rtol=1e-4, atol=1e-4)

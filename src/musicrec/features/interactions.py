@@ -17,6 +17,18 @@ from musicrec import MusicrecError, fsio
 from musicrec.features.vocab import IdMap
 
 
+def csr_rows(matrix: sp.csr_matrix, rows: np.ndarray) -> sp.csr_matrix:
+    """``matrix[rows]`` (R, C) for a CSR matrix, gathered directly from its arrays: scipy's fancy
+    indexing costs ~0.3 ms even for one row, which is most of a served request's budget."""
+    rows = np.asarray(rows, dtype=np.int64)
+    starts, ends = matrix.indptr[rows], matrix.indptr[rows + 1]
+    lengths = ends - starts
+    indptr = np.zeros(len(rows) + 1, dtype=matrix.indptr.dtype)
+    np.cumsum(lengths, out=indptr[1:])
+    take = np.repeat(starts - indptr[:-1], lengths) + np.arange(indptr[-1])
+    return sp.csr_matrix((matrix.data[take], matrix.indices[take], indptr), shape=(len(rows), matrix.shape[1]))
+
+
 @dataclass
 class Histories:
     """A batch of listening histories to score, in item *indices*.
@@ -147,7 +159,7 @@ class Interactions:
     def histories(self, users) -> Histories:
         """Training histories of the given user indices."""
         users = np.asarray(users, dtype=np.int64)
-        return Histories(self.matrix[users], [self.user_sequences[u] for u in users], users)
+        return Histories(csr_rows(self.matrix, users), [self.user_sequences[u] for u in users], users)
 
     # ---------------------------------------------------------------- persist
     def save(self, path: str) -> None:

@@ -271,16 +271,8 @@ def export_onnx(model, folder: str, int8: bool = False, check: bool = True) -> d
     """
     import torch
 
-    check_exportable(model)
-    net = copy.deepcopy(model.net_).to("cpu").eval()
-    query_net = _query_net(net)
+    blob, query_net, sample = _network(model)
     L = int(model.max_len)
-    rng = np.random.default_rng(0)
-    sample = torch.from_numpy(rng.integers(1, model.train_.n_items + 1, size=(8, L), dtype=np.int64))
-    sample[1, : L // 2] = 0                    # padded windows, like short histories
-    sample[2, :-1] = 0
-    sample[3, :] = 0
-    blob = _export_bytes(query_net, sample)
     items = model.item_vectors()
     vectors = items.astype(np.float16) if getattr(model, "fp16_", False) else items
     meta = {"format": 1, "model": model.name, "input": "seq", "output": "query", "max_len": L,
@@ -288,9 +280,7 @@ def export_onnx(model, folder: str, int8: bool = False, check: bool = True) -> d
             "item_vectors": ITEM_VECTORS, "files": {"fp32": NETWORK_ONNX}, "serve": NETWORK_ONNX, "opset": OPSET,
             "torch": torch.__version__}
     if check:
-        meta["max_abs_diff"] = _max_diff(blob, query_net, sample)
-        if meta["max_abs_diff"] > 1e-3:
-            raise MusicrecError(f"{model.name}: the ONNX export differs from torch by {meta['max_abs_diff']:.3g}")
+        meta["max_abs_diff"] = _checked_diff(model, blob, query_net, sample)
     fsio.makedirs(folder)
     fsio.atomic_write(fsio.join(folder, NETWORK_ONNX), lambda fh: fh.write(blob))
     fsio.atomic_savez(fsio.join(folder, ITEM_VECTORS), {"item_vectors": vectors})
@@ -302,6 +292,40 @@ def export_onnx(model, folder: str, int8: bool = False, check: bool = True) -> d
     # network.json last: its presence is what makes a loaded model use the files above
     fsio.atomic_write_json(fsio.join(folder, NETWORK_JSON), meta)
     return meta
+
+
+def memory_scorer(model, threads: int = 1):
+    """An ONNX Runtime scorer (``models.onnx_runtime.OnnxScorer``) of ``model``'s network, exported
+    in memory and checked against torch like ``export_onnx``; nothing is written. ``musicrec
+    serve`` gives it to a deep model whose folder has no export (0.3 s at load)."""
+    from musicrec.models.onnx_runtime import OnnxScorer
+
+    blob, query_net, sample = _network(model)
+    _checked_diff(model, blob, query_net, sample)
+    return OnnxScorer(blob, model.item_vectors(), threads=threads, name="exported at load")
+
+
+def _network(model):
+    """(ONNX bytes, torch query network, sample windows) of an exportable ``model``."""
+    import torch
+
+    check_exportable(model)
+    query_net = _query_net(copy.deepcopy(model.net_).to("cpu").eval())
+    L = int(model.max_len)
+    rng = np.random.default_rng(0)
+    sample = torch.from_numpy(rng.integers(1, model.train_.n_items + 1, size=(8, L), dtype=np.int64))
+    sample[1, : L // 2] = 0                    # padded windows, like short histories
+    sample[2, :-1] = 0
+    sample[3, :] = 0
+    return _export_bytes(query_net, sample), query_net, sample
+
+
+def _checked_diff(model, blob: bytes, query_net, sample) -> float:
+    """Max abs difference of the ONNX and torch query vectors on ``sample``; MusicrecError above 1e-3."""
+    diff = _max_diff(blob, query_net, sample)
+    if diff > 1e-3:
+        raise MusicrecError(f"{model.name}: the ONNX export differs from torch by {diff:.3g}")
+    return diff
 
 
 def quantize_int8(onnx_bytes: bytes) -> bytes:

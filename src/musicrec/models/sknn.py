@@ -156,16 +156,22 @@ class SKNN(Recommender):
             out[part] = np.where(votes > 0, votes, self.fallback_)
         return out
 
-    def item_similarity(self, items: np.ndarray) -> np.ndarray:
-        """Cosine of items over training sessions (how often they share one), shape (B, I).
+    def item_similarity(self, items: np.ndarray, columns: np.ndarray | None = None) -> np.ndarray:
+        """Cosine of items over training sessions (how often they share one), shape (B, I), or
+        (B, C) for the given ``columns`` only (a served request reads 10 x its history).
 
         SKNN has no item model of its own; this is what links a history item to a
         recommended one through the neighbour sessions, used for explanations.
         """
         items = np.asarray(items, dtype=np.int64)
-        co = (self.item_sessions_[items] @ self.sessions_).toarray()
         counts = self.item_counts_
-        norm = np.sqrt(counts[items][:, None] * counts[None, :])
+        if columns is None:
+            co = (self.item_sessions_[items] @ self.sessions_).toarray()
+            norm = np.sqrt(counts[items][:, None] * counts[None, :])
+        else:
+            columns = np.asarray(columns, dtype=np.int64)
+            co = (self.item_sessions_[items] @ self.item_sessions_[columns].T).toarray()
+            norm = np.sqrt(counts[items][:, None] * counts[columns][None, :])
         return (co / np.maximum(norm, 1.0)).astype(np.float32)
 
     def _state(self) -> dict[str, np.ndarray]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Callable
 
 import numpy as np
+import polars as pl
 
 from musicrec import MusicrecError
 
@@ -160,3 +161,22 @@ def tag_codes(tags: dict, n_items: int, width: int) -> tuple[list[str], np.ndarr
     for i, item_tags in tags.items():
         codes[i, :len(item_tags)] = [code[t] for t in item_tags]
     return names, codes
+
+
+def artist_codes(artists: list) -> np.ndarray:
+    """An artist number per item (I,) int64; items without an artist name each get their own."""
+    codes: dict[str, int] = {}
+    out = np.empty(len(artists), dtype=np.int64)
+    for i, a in enumerate(artists):
+        out[i] = codes.setdefault(a, len(codes)) if a else -1 - i
+    return out
+
+
+def top_tags(item_tags: pl.DataFrame, index_of_ids, n: int) -> dict[int, list[str]]:
+    """Item index -> its ``n`` heaviest tags (``index_of_ids``: store ids -> indices, -1 unknown)."""
+    if not item_tags.height:
+        return {}
+    top = (item_tags.sort(["item_id", "weight", "tag"], descending=[False, True, False])
+           .group_by("item_id", maintain_order=True).agg(pl.col("tag").head(n)))
+    idx = index_of_ids(top["item_id"].to_numpy())
+    return {int(i): tags for i, tags in zip(idx, top["tag"].to_list()) if i >= 0}

@@ -36,6 +36,7 @@ from musicrec.serve import rules
 from musicrec.serve.bundle import ModelBundle, nothing_to_recommend
 from musicrec.serve.events import EventOverlay, StoreWriter, check_store, data_cut_time, split_store_url
 from musicrec.serve.names import normalise
+from musicrec.serve.preload import UserQueries, fast_scorer
 
 N_TAGS = 5             # tags on an item card
 SEED_TRACKS = 3        # track-level models: a seed artist stands for their most played tracks
@@ -58,6 +59,7 @@ class _Query:
     history: np.ndarray       # (H,) ordered item indices
     liked: frozenset          # indices the listener picked as seeds ("you like")
     session: bool             # recent plays given: sequence models continue them
+    user: int = -1            # training user asking with their training history only (cached query)
     tagged: dict = field(default_factory=dict)  # seed index -> the named tags it stands for
 
 
@@ -108,13 +110,15 @@ class Service:
         self.names = bundle.items["name"].to_list()
         self.source_ids = bundle.items["source_id"].to_list()
         self.artists = self.names if self.item_level == "artist" else bundle.items["artist_name"].to_list()
-        self.artist_of = _artist_codes(self.artists)
+        self.artist_of = rules.artist_codes(self.artists)
         self.popularity = bundle.popularity.astype(np.int64)
-        self.tags = _top_tags(bundle.item_tags, self.index_of_ids)
+        self.tags = rules.top_tags(bundle.item_tags, self.index_of_ids, N_TAGS)
         self.has_similarity = type(self.model).item_similarity is not Recommender.item_similarity
         # models whose item_similarity takes `columns` compute only the block a request reads
         self._similarity_takes_columns = "columns" in inspect.signature(self.model.item_similarity).parameters
+        fast_scorer(self.model)
         self.retriever, self.item_vectors = self._build_retriever(ann)
+        self.user_queries = UserQueries(self.model, train) if self.retriever is not None else None
         self.events = overlay if overlay is not None else EventOverlay()
         split = bundle.meta.get("split")
         self.data_cut = data_cut_time(split)
@@ -125,6 +129,18 @@ class Service:
         self._search_index: pl.DataFrame | None = None     # built on first use (see _search_frame)
         self._norm_artists: np.ndarray | None = None
         self._search_lock = threading.Lock()
+        self._warm_up()
+
+    def _warm_up(self) -> None:
+        """Answer one listener at load, so that state a model builds on first use (EASE's factor
+        of K: 0.3 s on HetRec) is not paid by the first request."""
+        if self.train.n_users:
+            hist = self.train.histories([0])
+            try:
+                self._recommend(_Query(hist, np.asarray(hist.sequences[0]), frozenset(), False, user=0),
+                                10, True, None, None)
+            except MusicrecError:       # e.g. nothing left to recommend to that listener
+                pass
 
     @classmethod
     def load(cls, model_dir: str, store_url: str | None = None, ann: str = "auto",
@@ -216,7 +232,8 @@ class Service:
                 matrix = matrix + self.train.matrix[u]
             hist = Histories(sp.csr_matrix(matrix, dtype=np.float32), [np.concatenate([base, new])],
                              np.array([-1], dtype=np.int64))
-        query = _Query(hist, np.asarray(hist.sequences[0], np.int64), frozenset(), session=len(new) > 0)
+        query = _Query(hist, np.asarray(hist.sequences[0], np.int64), frozenset(), session=len(new) > 0,
+                       user=u if not len(new) else -1)
         return self._recommend(query, k, exclude_seen, max_per_artist, diversity)
 
     def recommend_session(self, recent_plays: list, seed_artists: list, k: int = 10, exclude_seen: bool = True,
@@ -247,7 +264,8 @@ class Service:
         rules = max_per_artist is not None or bool(diversity)
         n = min(self.n_items, k + len(seen) + min(max(k, 50) * (4 if rules else 1), MAX_CANDIDATE_MARGIN + k))
         if self.retriever is not None:
-            idx, scores = self.retriever.search(self.model.query_vectors(q.histories), n)
+            vector = self.user_queries(q.user) if q.user >= 0 else self.model.query_vectors(q.histories)
+            idx, scores = self.retriever.search(vector, n)
         else:
             all_scores = np.array(self.model.score(q.histories), dtype=np.float32, copy=True)
             all_scores[:, seen] = -np.inf
@@ -473,22 +491,3 @@ def _utc(value) -> dt.datetime | None:
     if value.tzinfo is None:            # a time without a zone is read as UTC
         return value.replace(tzinfo=dt.timezone.utc)
     return value.astimezone(dt.timezone.utc)
-
-
-def _artist_codes(artists: list) -> np.ndarray:
-    """An artist number per item (I,) int64; items without an artist name each get their own."""
-    codes: dict[str, int] = {}
-    out = np.empty(len(artists), dtype=np.int64)
-    for i, a in enumerate(artists):
-        out[i] = codes.setdefault(a, len(codes)) if a else -1 - i
-    return out
-
-
-def _top_tags(item_tags: pl.DataFrame, index_of_ids) -> dict[int, list[str]]:
-    """Item index -> its ``N_TAGS`` heaviest tags."""
-    if not item_tags.height:
-        return {}
-    top = (item_tags.sort(["item_id", "weight", "tag"], descending=[False, True, False])
-           .group_by("item_id", maintain_order=True).agg(pl.col("tag").head(N_TAGS)))
-    idx = index_of_ids(top["item_id"].to_numpy())
-    return {int(i): tags for i, tags in zip(idx, top["tag"].to_list()) if i >= 0}
