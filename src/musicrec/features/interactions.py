@@ -59,8 +59,15 @@ class Histories:
         cols = np.concatenate(sequences) if sequences else np.zeros(0, dtype=np.int64)
         vals = (np.concatenate([np.asarray(c, dtype=np.float32) for c in counts])
                 if counts is not None and len(sequences) else np.ones(len(cols), dtype=np.float32))
-        m = sp.csr_matrix((vals, (rows, cols)), shape=(len(sequences), n_items), dtype=np.float32)
-        m.sum_duplicates()
+        if len(cols) and (cols.min() < 0 or cols.max() >= n_items):
+            raise ValueError(f"item index out of range 0..{n_items - 1}")
+        # duplicates summed by one np.unique over (row, item) keys: scipy's COO route costs
+        # ~0.2 ms even for a one-row served session
+        keys, inverse = np.unique(rows * max(n_items, 1) + cols, return_inverse=True)
+        data = np.bincount(inverse, weights=vals, minlength=len(keys)).astype(np.float32)
+        indptr = np.zeros(len(sequences) + 1, dtype=np.int64)
+        np.cumsum(np.bincount(keys // max(n_items, 1), minlength=len(sequences)), out=indptr[1:])
+        m = sp.csr_matrix((data, keys % max(n_items, 1), indptr), shape=(len(sequences), n_items))
         users = np.full(len(sequences), -1, dtype=np.int64) if users is None else np.asarray(users, np.int64)
         return cls(m, sequences, users)
 
