@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 from collections.abc import Iterator
@@ -96,9 +97,21 @@ def name_key(name: str | None) -> str | None:
 # malformed row to ``Rejects`` with its 1-based line / record number, keeping every valid row.
 # ---------------------------------------------------------------------------------------------
 
-#: Unix-second timestamps outside [1970-01-01, 2100-01-01) are refused: they are almost always
-#: milliseconds or garbage. (ISO dates are not range-checked: HetRec tags go back to 1956.)
+#: Play timestamps outside [1970-01-01, 2100-01-01) are refused on every path (Unix seconds, ISO
+#: text, Parquet datetimes and dates): a number outside is almost always milliseconds or garbage,
+#: a date outside (year 1, 9999, -2009) is garbage. (HetRec tag dates are day/month/year parts of a
+#: tag assignment, not play times, and keep their own check: the real file has tags from 1956.)
 MAX_EPOCH_S = 4_102_444_800
+TIME_RANGE = "1970-01-01 to 2100-01-01 UTC"
+_MIN_TS = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+_MAX_TS = dt.datetime(2100, 1, 1, tzinfo=dt.timezone.utc)
+#: The largest millisecond amount a reader accepts (``ms_played``, a track's duration): about
+#: 31.7 years; anything above is garbage, and far below where Int64 (or a float) breaks.
+MAX_MS = 10**12
+#: The largest ``play_count`` one input row may stand for.
+MAX_PLAY_COUNT = 10**9
+#: JSON deeper than the parser's recursion limit: the reason a record (or file) is refused with.
+TOO_DEEP = "JSON nested too deeply"
 
 
 def input_files(path, patterns: tuple[str, ...], what: str, exclude: tuple[str, ...] = ()) -> list[Path]:
@@ -221,6 +234,11 @@ def int_expr(col: str) -> pl.Expr:
     return pl.col(col).str.strip_chars().cast(pl.Int64, strict=False)
 
 
+def in_time_range(e: pl.Expr) -> pl.Expr:
+    """A UTC datetime expression, null outside [1970, 2100) (see ``MAX_EPOCH_S``)."""
+    return pl.when((e >= pl.lit(_MIN_TS, schema.UTC_US)) & (e < pl.lit(_MAX_TS, schema.UTC_US))).then(e)
+
+
 def epoch_expr(col: str) -> pl.Expr:
     """String (or numeric) column of Unix seconds -> UTC datetime; null when not a number or
     outside [1970, 2100)."""
@@ -232,7 +250,11 @@ def epoch_expr(col: str) -> pl.Expr:
 
 def iso_expr(col: str) -> pl.Expr:
     """ISO-8601 string column -> UTC datetime (``Z``, an offset, or no zone meaning UTC;
-    date-only means 00:00 UTC); null when it does not parse."""
+    date-only means 00:00 UTC); null when it does not parse or lies outside [1970, 2100)."""
+    return in_time_range(_iso_parse(col))
+
+
+def _iso_parse(col: str) -> pl.Expr:
     e = pl.col(col).cast(pl.String).str.strip_chars()
     naive = pl.Datetime("us")
     return pl.coalesce(
@@ -250,7 +272,7 @@ def with_iso(df: pl.DataFrame, col: str, out: str) -> pl.DataFrame:
     first = df.select(pl.col(col).cast(pl.String).str.strip_chars()
                       .str.strptime(schema.UTC_US, "%Y-%m-%dT%H:%M:%S%.f%#z", strict=False)).to_series()
     if first.null_count() == df[col].null_count():
-        return df.with_columns(first.alias(out))
+        return df.with_columns(first.alias(out)).with_columns(in_time_range(pl.col(out)))
     return df.with_columns(iso_expr(col).alias(out))
 
 
@@ -277,8 +299,9 @@ def json_records(path, source: str, rejects: Rejects) -> Iterator[tuple[int, obj
     line; record = line number), a JSON array (record = 1-based position), or one object
     (``{"payload": {"listens": [...]}}``, an API answer, is unwrapped).
 
-    Broken JSON and undecodable bytes reject only their record; in an array, a break that
-    makes the rest unreadable (a truncated file) rejects that record and ends the file.
+    Broken JSON, undecodable bytes and JSON nested deeper than the parser's recursion limit
+    reject only their record; in an array, a break that makes the rest unreadable (a truncated
+    file) rejects that record and ends the file.
     """
     raw = Path(path).read_bytes()
     text = raw.decode("utf-8", "surrogateescape").lstrip("\ufeff")  # bad bytes -> lone surrogates
@@ -292,7 +315,7 @@ def json_records(path, source: str, rejects: Rejects) -> Iterator[tuple[int, obj
     if text[start:start + 1] == "{":
         try:
             obj = json.loads(text)
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):
             obj = None                                  # several objects: JSON lines
         if isinstance(obj, dict):
             inner = obj.get("payload", {}).get("listens") if isinstance(obj.get("payload"), dict) else None
@@ -304,12 +327,29 @@ def json_records(path, source: str, rejects: Rejects) -> Iterator[tuple[int, obj
     yield from _json_lines(text, source, file, rejects)
 
 
+def json_raw(rec) -> str:
+    """A parsed record as JSON text for a reject's ``raw`` (never raises)."""
+    try:
+        return json.dumps(rec, ensure_ascii=False)[:500]
+    except (ValueError, TypeError, RecursionError):
+        return repr(type(rec))
+
+
 def _parses(text: str) -> bool:
     try:
         json.loads(text)
         return True
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):
         return False
+
+
+def _json_error(exc: Exception) -> str:
+    """Reject reason for a record ``json`` could not load."""
+    if isinstance(exc, RecursionError):
+        return TOO_DEEP
+    if isinstance(exc, json.JSONDecodeError):
+        return f"broken JSON: {exc.msg} at column {exc.colno}"
+    return f"unreadable JSON: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
 
 
 def _json_lines(text: str, source: str, file: str, rejects: Rejects) -> Iterator[tuple[int, object]]:
@@ -322,8 +362,26 @@ def _json_lines(text: str, source: str, file: str, rejects: Rejects) -> Iterator
             continue
         try:
             yield i, json.loads(line)
-        except json.JSONDecodeError as exc:
-            rejects.add(source, file, i, f"broken JSON: {exc.msg} at column {exc.colno}", line)
+        except (ValueError, RecursionError) as exc:
+            rejects.add(source, file, i, _json_error(exc), line)
+
+
+_BRACKETS = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+
+
+def _value_end(text: str, pos: int) -> int:
+    """End of the JSON array or object starting at ``pos`` found by matching brackets outside
+    strings (for a value too deep to parse); -1 when it never closes."""
+    depth = 0
+    for m in _BRACKETS.finditer(text, pos):
+        t = m.group()
+        if t in ("[", "{"):
+            depth += 1
+        elif t in ("]", "}"):
+            depth -= 1
+            if depth == 0:
+                return m.end()
+    return -1
 
 
 def _json_array(text: str, pos: int, source: str, file: str, rejects: Rejects) -> Iterator[tuple[int, object]]:
@@ -335,13 +393,23 @@ def _json_array(text: str, pos: int, source: str, file: str, rejects: Rejects) -
         return
     while True:
         record += 1
+        deep = False
         try:
             obj, end = decoder.raw_decode(text, pos)
-        except json.JSONDecodeError as exc:
-            rejects.add(source, file, record, f"broken JSON: {exc.msg} (the rest of the file is unreadable)",
-                        _printable(text[pos:pos + 500]))
+        except RecursionError:
+            deep = True
+            end = _value_end(text, pos) if text[pos:pos + 1] in ("[", "{") else -1
+            rest = "" if end >= 0 else " (the rest of the file is unreadable)"
+            rejects.add(source, file, record, TOO_DEEP + rest, _printable(text[pos:pos + 500]))
+            if end < 0:
+                return
+        except ValueError as exc:
+            rejects.add(source, file, record, f"{_json_error(exc).split(' at column')[0]} "
+                        "(the rest of the file is unreadable)", _printable(text[pos:pos + 500]))
             return
-        if _SURROGATE.search(text, pos, end):
+        if deep:
+            pass                                         # rejected above
+        elif _SURROGATE.search(text, pos, end):
             rejects.add(source, file, record, "undecodable bytes (not UTF-8)", _printable(text[pos:end]))
         else:
             yield record, obj

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import polars as pl
 
-from musicrec.ingest.base import (Rejects, SourceTables, check, first_per_key, input_files, name_keys,
+from musicrec.ingest.base import (TIME_RANGE, Rejects, SourceTables, check, first_per_key, input_files, name_keys,
                                   no_rows_error, read_lines, split_fields, take_valid, track_name_keys,
                                   with_iso)
 
@@ -42,7 +42,8 @@ def _read_events(path: Path, rejects: Rejects) -> pl.DataFrame:
     df = check(
         df,
         (pl.col("user").is_null(), "missing user id"),
-        (pl.col("ts").is_null(), pl.format("bad timestamp '{}'", pl.col("time"))),
+        (pl.col("ts").is_null(), pl.format(f"bad timestamp '{{}}' (want ISO-8601 from {TIME_RANGE})",
+                                           pl.col("time"))),
         (pl.col("artist_mbid").is_null() & pl.col("artist_name").is_null(), "missing artist (no MBID, no name)"),
         (pl.col("track_mbid").is_null() & pl.col("track_name").is_null(), "missing track (no MBID, no name)"),
     )

@@ -21,13 +21,14 @@ The user is the ``user`` option when given, else the listen's ``user_name``, els
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import polars as pl
 
 from musicrec import MusicrecError
-from musicrec.ingest.base import (MAX_EPOCH_S, Rejects, SourceTables, first_per_key, input_files, json_records,
-                                  name_keys, no_rows_error, track_name_keys)
+from musicrec.ingest.base import (MAX_EPOCH_S, MAX_MS, Rejects, SourceTables, first_per_key, input_files,
+                                  json_raw, json_records, name_keys, no_rows_error, track_name_keys)
 
 SOURCE = "listenbrainz"
 
@@ -44,11 +45,44 @@ def _first_mbid(v) -> str | None:
     return _text(v).lower() if _text(v) else None
 
 
-def _duration_ms(info: dict) -> int | None:
+def _show(v) -> str:
+    text = repr(v)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _number(v) -> float | int | None:
+    """A JSON number (or a number's text) as a Python number; None when it is neither."""
+    if isinstance(v, str):
+        try:
+            return float(v.strip())
+        except ValueError:
+            return None
+    return v if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+
+def _duration_ms(info: dict) -> tuple[int | None, str | None]:
+    """(track duration in ms or None, None), or (None, reason) for a bad value: ``duration_ms``
+    or ``duration`` (seconds); 0 means unknown; a number's text is read as the number."""
     for key, scale in (("duration_ms", 1), ("duration", 1000)):
         v = info.get(key)
-        if isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0:
-            return int(round(v * scale))
+        if v is None:
+            continue
+        n = _number(v)
+        if n is None:
+            return None, f"bad {key} {_show(v)} (want a number)"
+        if (isinstance(n, float) and not math.isfinite(n)) or not 0 <= n * scale <= MAX_MS:
+            return None, f"bad {key} {_show(v)} (want 0 to {MAX_MS // scale})"
+        if n > 0:
+            return int(round(n * scale)), None
+    return None, None
+
+
+def _wrong_type(d: dict, keys: tuple[str, ...]) -> str | None:
+    """Reason when one of ``keys`` holds something other than text (or null)."""
+    for key in keys:
+        v = d.get(key)
+        if v is not None and not isinstance(v, str):
+            return f"bad {key} {_show(v)} (want text)"
     return None
 
 
@@ -63,9 +97,15 @@ def _parse(rec, default_user: str | None, fallback_user: str) -> tuple[dict | No
     if ts is None:
         return None, "missing listened_at"
     if isinstance(ts, bool) or not isinstance(ts, (int, float)) or not 0 <= ts < MAX_EPOCH_S:
-        return None, f"bad listened_at {ts!r} (want Unix seconds)"
+        return None, f"bad listened_at {_show(ts)} (want Unix seconds from 1970 to 2100)"
+    wrong = _wrong_type(rec, ("user_name",)) or _wrong_type(meta, ("artist_name", "track_name"))
+    if wrong:
+        return None, wrong
     info = meta.get("additional_info") if isinstance(meta.get("additional_info"), dict) else {}
     mapping = meta.get("mbid_mapping") if isinstance(meta.get("mbid_mapping"), dict) else {}
+    duration, reason = _duration_ms(info)
+    if reason:
+        return None, reason
     artist, track = _text(meta.get("artist_name")), _text(meta.get("track_name"))
     artist_mbid = _first_mbid(info.get("artist_mbids")) or _first_mbid(mapping.get("artist_mbids"))
     rec_mbid = _first_mbid(info.get("recording_mbid")) or _first_mbid(mapping.get("recording_mbid"))
@@ -75,7 +115,7 @@ def _parse(rec, default_user: str | None, fallback_user: str) -> tuple[dict | No
         return None, "missing track_name"
     user = default_user or _text(rec.get("user_name")) or fallback_user
     return {"user": user, "ts": int(round(ts * 1_000_000)), "artist": artist, "track": track,
-            "artist_mbid": artist_mbid, "recording_mbid": rec_mbid, "duration_ms": _duration_ms(info)}, None
+            "artist_mbid": artist_mbid, "recording_mbid": rec_mbid, "duration_ms": duration}, None
 
 
 def _export_user(folder: Path) -> str | None:
@@ -83,7 +123,7 @@ def _export_user(folder: Path) -> str | None:
     for candidate in (folder / "user.json", folder.parent / "user.json"):
         try:
             info = json.loads(candidate.read_text("utf-8"))
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):
             continue
         if isinstance(info, dict):
             return _text(info.get("username")) or _text(info.get("user_name"))
@@ -104,7 +144,7 @@ def read_listenbrainz(path, user: str | None = None) -> SourceTables:
             looked_like_listens |= isinstance(rec, dict) and ("track_metadata" in rec or "listened_at" in rec)
             row, reason = _parse(rec, user, fallback)
             if row is None:
-                rejects.add(SOURCE, str(f), record, reason, json.dumps(rec, ensure_ascii=False)[:500])
+                rejects.add(SOURCE, str(f), record, reason, json_raw(rec))
             else:
                 row["record"] = record
                 rows.append(row)

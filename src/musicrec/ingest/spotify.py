@@ -20,16 +20,23 @@ Keys: tracks are the track URI (``spotify:track:<id>``); artists ``name:<album a
 
 from __future__ import annotations
 
-import json
 
 import polars as pl
 
 from musicrec import MusicrecError
-from musicrec.ingest.base import (Rejects, SourceTables, first_per_key, input_files, iso_expr, json_records,
-                                  name_keys, no_rows_error)
+from musicrec.ingest.base import (MAX_MS, TIME_RANGE, Rejects, SourceTables, first_per_key, input_files,
+                                  iso_expr, json_raw, json_records, name_keys, no_rows_error)
 
 SOURCE = "spotify-history"
 DEFAULT_USER = "me"
+#: fields read as text: each must be text or null
+TEXT_FIELDS = ("username", "master_metadata_track_name", "master_metadata_album_artist_name", "spotify_track_uri",
+               "spotify_episode_uri", "episode_name")
+
+
+def _show(v) -> str:
+    text = repr(v)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _text(v) -> str | None:
@@ -55,16 +62,22 @@ def _parse(rec, user: str | None) -> tuple[dict | None, str | None]:
     if not isinstance(ts, str) or not ts.strip():
         return None, "missing ts"
     ms = rec.get("ms_played")
-    if isinstance(ms, bool) or not isinstance(ms, int) or ms < 0:
-        return None, f"bad ms_played {ms!r}"
+    if isinstance(ms, bool) or not isinstance(ms, int) or not 0 <= ms <= MAX_MS:
+        return None, f"bad ms_played {_show(ms)} (want an integer from 0 to {MAX_MS})"
+    for key in TEXT_FIELDS:
+        v = rec.get(key)
+        if v is not None and not isinstance(v, str):
+            return None, f"bad {key} {_show(v)} (want text or null)"
+    skipped = rec.get("skipped")
+    if skipped is not None and not isinstance(skipped, bool):
+        return None, f"bad skipped {_show(skipped)} (want true, false or null)"
     kind = _kind(rec)
     if kind:
         return {"skip": kind}, None
-    skipped = rec.get("skipped")
     return {"user": user or _text(rec.get("username")) or DEFAULT_USER, "ts": ts, "ms_played": ms,
             "uri": rec["spotify_track_uri"].strip(), "track": _text(rec.get("master_metadata_track_name")),
             "artist": _text(rec.get("master_metadata_album_artist_name")),
-            "skipped": skipped if isinstance(skipped, bool) else None}, None
+            "skipped": skipped}, None
 
 
 def read_spotify(path, user: str | None = None) -> SourceTables:
@@ -80,7 +93,7 @@ def read_spotify(path, user: str | None = None) -> SourceTables:
                 old_format += 1
             row, reason = _parse(rec, user)
             if row is None:
-                rejects.add(SOURCE, str(f), record, reason, json.dumps(rec, ensure_ascii=False)[:500])
+                rejects.add(SOURCE, str(f), record, reason, json_raw(rec))
             elif "skip" in row:
                 skipped[row["skip"]] = skipped.get(row["skip"], 0) + 1
             else:
@@ -102,7 +115,8 @@ def read_spotify(path, user: str | None = None) -> SourceTables:
     df = df.with_columns(timestamp=iso_expr("ts"))
     bad_ts = df.filter(pl.col("timestamp").is_null()).select("record", "file", "ts", "index")
     for rec, file, ts, i in bad_ts.iter_rows():
-        rejects.add(SOURCE, file, rec, f"bad ts {ts!r}", json.dumps(raws[i], ensure_ascii=False))
+        rejects.add(SOURCE, file, rec, f"bad ts {_show(ts)} (want ISO-8601 from {TIME_RANGE})",
+                    json_raw(raws[i]))
     df = df.filter(pl.col("timestamp").is_not_null())
     if df.height == 0:
         if skipped and not len(rejects):
