@@ -55,7 +55,8 @@ def test_csv_quoted_fields_and_rejects_keep_line_numbers(tmp_path):
     assert t.plays["source_row"].to_list() == [2, 7]
     assert dict(t.artists.select("artist_key", "name").rows())['csv:A "quoted" name'] == 'A "quoted" name'
     assert {r["record"]: r["reason"] for r in t.rejects.rows} == {
-        4: "bad timestamp 'yesterday'", 5: "expected 4 fields, found 2",
+        4: "bad timestamp 'yesterday' (want Unix seconds or ISO-8601 from 1970-01-01 to 2100-01-01 UTC)",
+        5: "expected 4 fields, found 2",
         6: "undecodable bytes (not UTF-8): invalid start byte"}
 
 
@@ -73,7 +74,8 @@ def test_parquet_with_numeric_and_datetime_columns(tmp_path):
     t = read_parquet(f, columns={"user": "uid", "artist": "aid", "play_count": "n", "timestamp": "at"})
     assert t.plays.select("user_key", "artist_key", "play_count", "timestamp").rows() == [
         ("csv:1", "csv:10", 3, dt.datetime(2021, 5, 1, 12, tzinfo=UTC))]
-    assert {r["record"]: r["reason"] for r in t.rejects.rows} == {2: "missing play_count", 3: "bad play_count '-1'"}
+    assert {r["record"]: r["reason"] for r in t.rejects.rows} == {
+        2: "missing play_count", 3: "bad play_count '-1' (want a whole number from 0 to 1000000000)"}
 
 
 @pytest.mark.parametrize("columns, message", [

@@ -40,9 +40,11 @@ from pathlib import Path
 import polars as pl
 
 from musicrec import MusicrecError, schema
-from musicrec.ingest.base import (MAX_EPOCH_S, Rejects, SourceTables, check, concat_tables, epoch_expr,
-                                  first_per_key, input_files, int_expr, iso_expr, name_keys, no_rows_error,
-                                  read_lines, split_fields, take_valid, track_name_keys)
+from musicrec.ingest.base import (MAX_MS, MAX_PLAY_COUNT, TIME_RANGE, Rejects, SourceTables, check,
+                                  concat_tables, first_per_key, input_files, name_keys, no_rows_error, read_lines,
+                                  split_fields, take_valid, track_name_keys)
+from musicrec.ingest.columns import (TEXT_FIELDS, check_types, count_expr, kind, ms_expr, raw_text, text_expr,
+                                     time_expr)
 
 PREFIX = "c:"        # file columns inside the reader: "c:<name>"
 #: rows per chunk of a big Parquet file (bounded memory: a chunk's strings, not the file's)
@@ -246,21 +248,6 @@ def _with_reader_columns(df: pl.DataFrame, offset: int) -> pl.DataFrame:
         record=pl.int_range(offset + 1, offset + pl.len() + 1, dtype=pl.Int64), reason=pl.lit(None, pl.String))
 
 
-def _time_expr(col: str, dtype) -> pl.Expr:
-    if isinstance(dtype, pl.Datetime):
-        e = pl.col(col)
-        return (e.dt.replace_time_zone("UTC") if dtype.time_zone is None else e.dt.convert_time_zone("UTC")) \
-            .cast(pl.Datetime("us", "UTC"))
-    if dtype == pl.Date:
-        return pl.col(col).cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
-    if dtype.is_numeric():          # Unix seconds already: no text round trip (a number is never ISO)
-        secs = pl.col(col).cast(pl.Float64)
-        ok = secs.is_finite() & (secs >= 0) & (secs < MAX_EPOCH_S)
-        return pl.when(ok).then((secs * 1_000_000).round().cast(pl.Int64)).cast(pl.Datetime("us")) \
-            .dt.replace_time_zone("UTC")
-    return pl.coalesce(epoch_expr(col), iso_expr(col))
-
-
 def _one(df: pl.DataFrame, path: Path, columns, source: str, user: str | None, rejects: Rejects) -> pl.DataFrame:
     """Valid rows of one chunk (reader columns in, ``_user``, ``_artist``, ... out); the others
     go to ``rejects``."""
@@ -269,45 +256,45 @@ def _one(df: pl.DataFrame, path: Path, columns, source: str, user: str | None, r
         return df
     # canonical name -> the reader's column for it
     m = {canonical: PREFIX + name for canonical, name in _mapping(columns, present, path, user).items()}
+    types = df.schema
+    check_types(m, types, path.name, lambda c: c[len(PREFIX):])
 
     def col(c: str) -> pl.Expr:
-        if c not in m:
-            return pl.lit(None, pl.String)
-        if df.schema[m[c]].is_integer():    # an integer's text is never blank nor padded
-            return pl.col(m[c]).cast(pl.String)
-        return pl.col(m[c]).cast(pl.String).str.strip_chars().replace("", None)
+        return text_expr(m[c], types[m[c]]) if c in m else pl.lit(None, pl.String)
 
-    def num(c: str) -> pl.Expr:
-        if c not in m:
-            return pl.lit(None, pl.Int64)
-        return int_expr(m[c]) if df.schema[m[c]] == pl.String else pl.col(m[c]).cast(pl.Int64, strict=False)
-
-    def raw(c: str) -> pl.Expr:
-        return col(c)   # the stripped text, null when empty
+    def raw(c: str) -> pl.Expr:         # the value as text, null when empty
+        return raw_text(m[c], types[m[c]]) if c in m else pl.lit(None, pl.String)
 
     df = df.with_columns(
         _user=pl.lit(user) if user and "user" not in m else col("user"),
         _artist=col("artist"), _track=col("track"), _session=col("session"),
         _artist_name=col("artist_name"), _track_name=col("track_name"),
-        _ts=(_time_expr(m["timestamp"], df.schema[m["timestamp"]]) if "timestamp" in m
+        _ts=(time_expr(m["timestamp"], types[m["timestamp"]]) if "timestamp" in m
              else pl.lit(None, pl.Datetime("us", "UTC"))),
-        _count=num("play_count") if "play_count" in m else pl.lit(1, pl.Int64),
-        _ms=num("ms_played"),
+        _count=count_expr(m["play_count"], types[m["play_count"]]) if "play_count" in m else pl.lit(1, pl.Int64),
+        _ms=ms_expr(m["ms_played"], types[m["ms_played"]]) if "ms_played" in m else pl.lit(None, pl.Int64),
     )
+    # a value a text field could not use (a float id of 1.5, NaN): its row is rejected
+    unusable = [(raw(c).is_not_null() & pl.col("_" + c).is_null(),
+                 pl.format(f"bad {c} '{{}}' (want text or a whole-number id)", raw(c)))
+                for c in TEXT_FIELDS if c in m and kind(types[m[c]]) == "float"]
     df = check(
         df,
+        *unusable,
         (pl.col("_user").is_null(), "missing user"),
         (pl.col("_artist").is_null() & pl.col("_artist_name").is_null(), "missing artist"),
         (pl.lit("timestamp" in m) & raw("timestamp").is_not_null() & pl.col("_ts").is_null(),
-         pl.format("bad timestamp '{}'", raw("timestamp"))),
+         pl.format(f"bad timestamp '{{}}' (want Unix seconds or ISO-8601 from {TIME_RANGE})", raw("timestamp"))),
         (pl.lit("play_count" in m) & raw("play_count").is_null(), "missing play_count"),
-        (pl.lit("play_count" in m) & (pl.col("_count").is_null() | (pl.col("_count") < 0)),
-         pl.format("bad play_count '{}'", raw("play_count"))),
-        (raw("ms_played").is_not_null() & (pl.col("_ms").is_null() | (pl.col("_ms") < 0)),
-         pl.format("bad ms_played '{}'", raw("ms_played"))),
+        (pl.lit("play_count" in m) & (pl.col("_count").is_null() | (pl.col("_count") < 0)
+                                      | (pl.col("_count") > MAX_PLAY_COUNT)),
+         pl.format(f"bad play_count '{{}}' (want a whole number from 0 to {MAX_PLAY_COUNT})", raw("play_count"))),
+        (raw("ms_played").is_not_null() & (pl.col("_ms").is_null() | (pl.col("_ms") < 0)
+                                            | (pl.col("_ms") > MAX_MS)),
+         pl.format(f"bad ms_played '{{}}' (want milliseconds from 0 to {MAX_MS})", raw("ms_played"))),
     )
     if "line" not in df.columns:    # Parquet: the row as text, for the rejected rows only
-        fields = [pl.col(PREFIX + c).cast(pl.String).fill_null("") for c in present]
+        fields = [raw_text(PREFIX + c, types[PREFIX + c]).fill_null("") for c in present]
         bad = df.filter(pl.col("reason").is_not_null()).with_columns(line=pl.concat_str(fields, separator=","))
         take_valid(bad, source, str(path), rejects)
         df = df.filter(pl.col("reason").is_null()).with_columns(line=pl.lit(None, pl.String))
