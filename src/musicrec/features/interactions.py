@@ -7,6 +7,7 @@ indices, and the ``IdMap``s translate back.
 from __future__ import annotations
 
 import zipfile
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -185,15 +186,39 @@ class Interactions:
 
     @classmethod
     def load(cls, path: str) -> "Interactions":
-        """Read ``interactions.npz`` from directory ``path`` (local path or fsspec URL)."""
-        a = load_arrays(fsio.join(path, "interactions.npz"))
-        users, items = IdMap(a["users"]), IdMap(a["items"])
-        matrix = sp.csr_matrix((a["m_data"], a["m_indices"], a["m_indptr"]), shape=(len(users), len(items)))
-        bounds = np.concatenate([[0], np.cumsum(a["seq_len"])])
-        seqs = [a["seq"][bounds[k]:bounds[k + 1]] for k in range(len(users))]
-        return cls(users, items, matrix, seqs, a["session_indptr"], a["session_items"],
-                   a["session_time"], a["session_user"])
+        """Read ``interactions.npz`` from directory ``path`` (local path or fsspec URL).
 
+        Every array is checked (keys, dtypes, lengths, index ranges, row pointers) before anything
+        is built from it: a damaged file is a one-line MusicrecError naming it, never a crash in
+        scipy's kernels, which trust their indices.
+        """
+        from musicrec.models.validate import StateArrays
+
+        file = fsio.join(path, "interactions.npz")
+        a = StateArrays(file, load_arrays(file))
+        users = IdMap(a.array("users", "i"))
+        items = IdMap(a.array("items", "i"))
+        for key, ids in (("users", users.ids), ("items", items.ids)):
+            if len(ids) > 1 and len(np.unique(ids)) != len(ids):
+                raise a.fail(f"{key} holds repeated ids")
+        n_users, n_items = len(users), len(items)
+        matrix = a.csr("m_data", "m_indices", "m_indptr", (n_users, n_items))
+        seq = a.indices("seq", n_items)
+        seq_len = a.array("seq_len", "i", shape=(n_users,))
+        if seq_len.size and seq_len.min() < 0:
+            raise a.fail("seq_len holds negative lengths")
+        if int(seq_len.sum()) != len(seq):
+            raise a.fail(f"seq_len sums to {int(seq_len.sum())}, but seq holds {len(seq)} items")
+        session_items = a.indices("session_items", n_items)
+        session_indptr = a.indptr("session_indptr", None, len(session_items))
+        n_sessions = len(session_indptr) - 1
+        session_time = a.array("session_time", "if", shape=(n_sessions,))
+        session_user = a.indices("session_user", n_users, length=n_sessions)
+        bounds = np.concatenate([[0], np.cumsum(seq_len)])
+        seqs = [seq[bounds[k]:bounds[k + 1]].astype(np.int64, copy=False) for k in range(n_users)]
+        return cls(users, items, matrix, seqs, session_indptr.astype(np.int64, copy=False),
+                   session_items.astype(np.int64, copy=False), session_time.astype(np.float64, copy=False),
+                   session_user.astype(np.int64, copy=False))
 
 def atomic_savez(path: str, arrays: dict) -> None:
     """``np.savez`` to a temporary file beside ``path`` (local path or fsspec URL), then rename
@@ -215,5 +240,7 @@ def load_arrays(path: str) -> dict[str, np.ndarray]:
         return fsio.load_npz(path)
     except FileNotFoundError:
         raise MusicrecError(f"{path}: no such file") from None
-    except (OSError, ValueError, zipfile.BadZipFile) as exc:
-        raise MusicrecError(f"{path}: unreadable array file ({fsio.first_line(exc)})") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+        raise MusicrecError(f"{path}: unreadable array file ({fsio.first_line(exc) or type(exc).__name__})") from None
+    except MemoryError:   # a damaged header declaring a huge array
+        raise MusicrecError(f"{path}: unreadable array file (declares an array too large to hold)") from None

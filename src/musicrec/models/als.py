@@ -163,5 +163,7 @@ class ALS(Recommender):
         return {"user_factors": self.user_factors_, "item_factors": self.item_factors_}
 
     def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
-        self.user_factors_ = arrays["user_factors"]
-        self.item_factors_ = arrays["item_factors"]
+        # arrays: a validate.StateArrays; shapes checked against interactions.npz and config.json
+        shape = (self.train_.n_users, self.factors)
+        self.user_factors_ = arrays.array("user_factors", "f", shape=shape)
+        self.item_factors_ = arrays.array("item_factors", "f", shape=(self.train_.n_items, self.factors))

@@ -245,15 +245,31 @@ class Recommender:
                            "params": {k: v.item() if isinstance(v, np.generic) else v
                                       for k, v in self.get_params().items()}})
 
+    def _validate(self) -> None:
+        """Check hyperparameters (raise MusicrecError); run by ``load_from`` before any state is built."""
+
     @classmethod
     def load_from(cls, path: str, params: dict) -> "Recommender":
         """A model of this class with ``params`` and the state saved in ``path`` (local path or
-        fsspec URL); a missing or unreadable file is a one-line MusicrecError."""
-        model = cls(**params)
-        model.train_ = Interactions.load(path)
-        model._set_state(load_arrays(fsio.join(path, "state.npz")))
-        return model
+        fsspec URL). The parameters, interactions.npz and state.npz are checked before use
+        (:mod:`musicrec.models.validate`): a missing, unreadable or inconsistent file is a
+        one-line MusicrecError naming it."""
+        from musicrec.models.validate import StateArrays, check_config_params, check_params
 
+        config = fsio.join(os.fspath(path), "config.json")
+        model = cls(**check_config_params(cls.name, params, cls().get_params(), config))
+        check_params(model, config)
+        model.train_ = Interactions.load(path)
+        file = fsio.join(path, "state.npz")
+        arrays = StateArrays(file, load_arrays(file))
+        try:
+            model._set_state(arrays)
+        except MusicrecError:
+            raise
+        except (ValueError, TypeError, IndexError, KeyError, RuntimeError, np.linalg.LinAlgError) as exc:
+            # a check the model's _set_state lacks: still one line naming the file
+            raise MusicrecError(f"{file}: does not fit this {cls.name} model ({fsio.first_line(exc)})") from None
+        return model
 
 def read_config(path: str) -> dict:
     """The ``config.json`` of model directory ``path`` (local path or fsspec URL)."""
@@ -265,6 +281,6 @@ def read_config(path: str) -> dict:
         raise MusicrecError(f"{path}: unreadable model config ({fsio.first_line(exc)})") from None
     if not present:
         raise MusicrecError(f"{path}: not a model directory (no config.json)")
-    if not isinstance(config, dict) or "model" not in config:
-        raise MusicrecError(f"{path}: config.json does not name a model")
+    if not isinstance(config, dict) or not isinstance(config.get("model"), str):
+        raise MusicrecError(f"{cfg}: does not name a model (a JSON object with a \"model\" string)")
     return config

@@ -124,6 +124,7 @@ class BPR(Recommender):
         return {"user_factors": self.user_factors_, "item_factors": self.item_factors_, "item_bias": self.item_bias_}
 
     def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
-        self.user_factors_ = arrays["user_factors"]
-        self.item_factors_ = arrays["item_factors"]
-        self.item_bias_ = arrays["item_bias"]
+        # arrays: a validate.StateArrays; shapes checked against interactions.npz and config.json
+        self.user_factors_ = arrays.array("user_factors", "f", shape=(self.train_.n_users, self.factors))
+        self.item_factors_ = arrays.array("item_factors", "f", shape=(self.train_.n_items, self.factors))
+        self.item_bias_ = arrays.array("item_bias", "f", shape=(self.train_.n_items,))

@@ -320,8 +320,23 @@ class EASE(Recommender):
         if "inverse" not in arrays:     # folders written before the user-space solve kept B itself
             raise MusicrecError(f"{self.name}: this model folder holds the older dense weights; "
                                 "train it again with `musicrec train ease`")
-        self.active_ = arrays["active"]
-        self.inverse_ = np.ascontiguousarray(arrays["inverse"])
-        self.inv_diag_ = arrays["inv_diag"]
-        self.fallback_ = arrays["fallback"]
+        # arrays: a validate.StateArrays; shapes checked against interactions.npz
+        active = arrays.indices("active", self.train_.n_items).astype(np.int64, copy=False)
+        if len(active) == 0 or np.any(np.diff(active) <= 0):
+            raise arrays.fail("active must list at least one item index, each once, in increasing order")
+        self.active_ = active
         self._active_matrix()   # load_from sets train_ before the state
+        n_active, n_users = len(active), self._x.shape[0]
+        inverse = arrays.array("inverse", "f", ndim=2)
+        if inverse.shape not in ((n_active, n_active), (n_users, n_users)):
+            raise arrays.fail(f"inverse has shape {inverse.shape}, expected ({n_active}, {n_active}) for the active "
+                              f"items or ({n_users}, {n_users}) for the training users with one")
+        self.inverse_ = np.ascontiguousarray(inverse)
+        self.inv_diag_ = arrays.array("inv_diag", "f", shape=(n_active,))
+        self.fallback_ = arrays.array("fallback", "f", shape=(self.train_.n_items,))
+
+    def _validate(self) -> None:
+        """The checks of ``_fit``, run on a loaded folder's parameters."""
+        self._check_number("l2", low=0, low_open=True)
+        self._check_choice("weighting", SCHEMES)
+        self._check_int("min_item_users", 1)

@@ -107,6 +107,12 @@ class ItemKNN(Recommender):
         return {"data": n.data, "indices": n.indices, "indptr": n.indptr}
 
     def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
-        n_items = len(arrays["indptr"]) - 1
-        self._set_neighbors(sp.csr_matrix((arrays["data"], arrays["indices"], arrays["indptr"]),
-                                          shape=(n_items, n_items)))
+        # arrays: a validate.StateArrays; the CSR arrays checked (ranges, row pointer) before use
+        n_items = self.train_.n_items
+        self._set_neighbors(arrays.csr("data", "indices", "indptr", (n_items, n_items)))
+
+    def _validate(self) -> None:
+        """The checks of ``_fit``, run on a loaded folder's parameters."""
+        self._check_int("neighbors", 1)
+        self._check_number("shrink", low=0)
+        self._check_choice("weighting", SCHEMES)

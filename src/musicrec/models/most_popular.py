@@ -51,4 +51,9 @@ class MostPopular(Recommender):
         return {"popularity": self.popularity_}
 
     def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
-        self.popularity_ = arrays["popularity"]
+        # arrays: a validate.StateArrays; one score per item of interactions.npz
+        self.popularity_ = arrays.array("popularity", "if", shape=(self.train_.n_items,))
+
+    def _validate(self) -> None:
+        """The check of ``_fit``, run on a loaded folder's parameters."""
+        self._check_choice("by", BY)

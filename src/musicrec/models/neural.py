@@ -225,15 +225,19 @@ class NeuralRecommender(Recommender):
     def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
         import torch
 
+        from musicrec.models.validate import check_state_shapes
+
         self.device_ = pick_device("cpu")
+        # config.json's sizes were checked against caps (validate.check_params) before this build
         self.net_ = self._build_net(self.train_.n_items, self.train_.n_users)
+        # arrays: a validate.StateArrays; every weight checked against the built network first;
         # float16 tables (stored compressed) are scored in float32
-        self.net_.load_state_dict({k[4:]: torch.from_numpy(v.astype(np.float32) if v.dtype == np.float16 else v)
-                                   for k, v in arrays.items() if k.startswith("net.")})
+        self.net_.load_state_dict(check_state_shapes(arrays.file, self.net_, arrays))
         self.net_.eval()
         if any(v.dtype == np.float16 for v in arrays.values()):
             self.fp16_ = True
-        self.best_epoch_ = int(arrays.get("best_epoch", 0))
+        best = arrays.array("best_epoch", "i", ndim=0) if "best_epoch" in arrays else np.array(0)
+        self.best_epoch_ = int(best)
         self.history_ = []
 
     @classmethod

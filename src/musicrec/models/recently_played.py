@@ -79,4 +79,9 @@ class RecentlyPlayed(Recommender):
         return {"fallback": self.fallback_}
 
     def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
-        self.fallback_ = arrays["fallback"]
+        # arrays: a validate.StateArrays; one score per item of interactions.npz
+        self.fallback_ = arrays.array("fallback", "f", shape=(self.train_.n_items,))
+
+    def _validate(self) -> None:
+        """The check of ``_fit``, run on a loaded folder's parameters."""
+        self._check_number("decay", low=0, high=1, low_open=True)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from musicrec import MusicrecError
+import os
+
+from musicrec import MusicrecError, fsio
 from musicrec.models.als import ALS
 from musicrec.models.base import Recommender, read_config
 from musicrec.models.bpr import BPR
@@ -47,4 +49,7 @@ def create(name: str, **params) -> Recommender:
 def load_model(path: str) -> Recommender:
     """Load a model directory written by ``Recommender.save`` (no pickles)."""
     cfg = read_config(path)
-    return model_class(cfg["model"]).load_from(path, cfg.get("params", {}))
+    if cfg["model"] not in MODELS:
+        raise MusicrecError(f"{fsio.join(os.fspath(path), 'config.json')}: unknown model {cfg['model']!r}; "
+                            f"choose one of: {', '.join(MODELS)}")
+    return MODELS[cfg["model"]].load_from(path, cfg.get("params", {}))

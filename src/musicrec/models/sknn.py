@@ -178,4 +178,10 @@ class SKNN(Recommender):
         return {}
 
     def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
-        self._build(self.train_)
+        self._build(self.train_)   # from interactions.npz, checked by Interactions.load
+
+    def _validate(self) -> None:
+        """The checks of ``_fit``, run on a loaded folder's parameters."""
+        self._check_int("k", 1)
+        self._check_int("sample_size", 0)
+        self._check_choice("position_decay", POSITION_DECAYS)

@@ -124,6 +124,13 @@ class SequentialRules(Recommender):
         return {"data": r.data, "indices": r.indices, "indptr": r.indptr, "fallback": self.fallback_}
 
     def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
-        n = len(arrays["indptr"]) - 1
-        self._set_rules(sp.csr_matrix((arrays["data"], arrays["indices"], arrays["indptr"]), shape=(n, n)),
-                        arrays["fallback"])
+        # arrays: a validate.StateArrays; the CSR arrays checked (ranges, row pointer) before use
+        n = self.train_.n_items
+        self._set_rules(arrays.csr("data", "indices", "indptr", (n, n)), arrays.array("fallback", "f", shape=(n,)))
+
+    def _validate(self) -> None:
+        """The checks of ``_fit``, run on a loaded folder's parameters."""
+        self._check_int("steps", 1)
+        self._check_int("pruning", 0)
+        self._check_int("last_n", 1)
+        self._check_choice("weighting", WEIGHTINGS)

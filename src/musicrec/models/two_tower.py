@@ -246,7 +246,15 @@ class TwoTower(NeuralRecommender):
         return state
 
     def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
+        # arrays: a validate.StateArrays; the content matrix is checked (one row per item, indices in
+        # range) and its width must be the saved first layer's, so building the network allocates
+        # no more than the file holds
         if "content.shape" in arrays:
-            self.content_ = sp.csr_matrix((arrays["content.data"], arrays["content.indices"], arrays["content.indptr"]),
-                                          shape=tuple(int(s) for s in arrays["content.shape"]))
+            n_rows, n_cols = (int(s) for s in arrays.array("content.shape", "i", shape=(2,)))
+            if n_rows != self.train_.n_items:
+                raise arrays.fail(f"content.shape has {n_rows} rows, interactions.npz {self.train_.n_items} items")
+            weight = arrays.array("net.project_in.weight", "f", ndim=2)
+            if n_cols != weight.shape[1]:
+                raise arrays.fail(f"content.shape has {n_cols} columns, net.project_in.weight {weight.shape[1]}")
+            self.content_ = arrays.csr("content.data", "content.indices", "content.indptr", (n_rows, n_cols))
         super()._set_state(arrays)
