@@ -14,7 +14,6 @@ from musicrec import MusicrecError
 from musicrec.ingest.readers import read
 
 UTC = dt.timezone.utc
-TODO = pytest.mark.xfail(strict=True, reason="not fixed yet")
 
 
 def listen(ts: int, artist: str = "A", track: str = "T", **info) -> dict:
@@ -205,7 +204,6 @@ def test_parquet_datetimes_outside_1970_2100_are_rejects(tmp_path):
 
 # ---- 5. CSV with an unclosed quote -------------------------------------------------------------------
 
-@TODO
 def test_csv_unclosed_quote_keeps_every_other_row(tmp_path):
     rows = [f"u{i},artist {i},track {i},{1_600_000_000 + i},1" for i in range(200)]
     rows[4] = 'u4,"artist 4,track 4,1600000004,1'          # the quote never closes
@@ -217,7 +215,6 @@ def test_csv_unclosed_quote_keeps_every_other_row(tmp_path):
     assert list(reasons(t)) == [6] and "quote" in reasons(t)[6]
 
 
-@TODO
 def test_csv_quote_closed_rows_later_keeps_the_rows_between(tmp_path):
     rows = [f'u{i},artist {i},"track, {i}",{1_600_000_000 + i},1' for i in range(20)]
     rows[3] = 'u3,"artist 3,track 3,1600000003,1'           # closed by the quote of the next row
@@ -226,6 +223,24 @@ def test_csv_quote_closed_rows_later_keeps_the_rows_between(tmp_path):
     t = read("csv", f)
     assert sorted(t.plays["source_row"].to_list()) == [i + 2 for i in range(20) if i != 3]
     assert list(reasons(t)) == [5] and "quote" in reasons(t)[5]
+
+
+def test_csv_unclosed_quote_past_the_field_size_limit_keeps_the_other_rows(tmp_path):
+    rows = [f"u{i},artist {i},track {i},{1_600_000_000 + i},1" for i in range(10_000)]
+    rows[4] = 'u4,"artist 4,track 4,1600000004,1'
+    f = tmp_path / "log.csv"
+    f.write_text("user,artist,track,timestamp,play_count\n" + "\n".join(rows) + "\n")
+    t = read("csv", f)
+    assert t.plays.height == 9_999
+    assert list(reasons(t)) == [6] and "unclosed quote" in reasons(t)[6]
+
+
+def test_csv_header_with_an_unclosed_quote_is_a_one_line_error(tmp_path):
+    f = tmp_path / "log.csv"
+    f.write_text('user,"artist,track\nu,a,b\nu,c,d\n')
+    with pytest.raises(MusicrecError, match="header .*unclosed quote") as exc:
+        read("csv", f)
+    assert "\n" not in str(exc.value)
 
 
 def test_csv_line_breaks_inside_quotes_still_read(tmp_path):

@@ -32,6 +32,7 @@ time, since a quoted field may span lines). :func:`read_tabular` is all chunks c
 
 from __future__ import annotations
 
+import collections
 import csv
 import itertools
 from collections.abc import Iterator
@@ -76,6 +77,34 @@ def _mapping(columns: dict | None, present: list[str], file: Path, user: str | N
     return mapping
 
 
+class _Lines:
+    """The lines fed to ``csv.reader`` (``(line number, text)`` pairs in, text out): remembers
+    which lines the current record used, and takes lines back to be read again."""
+
+    def __init__(self, numbered: Iterator[tuple[int, str]]):
+        self.numbered, self.pending, self.used = numbered, collections.deque(), []
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> str:
+        item = self.pending.popleft() if self.pending else next(self.numbered)
+        self.used.append(item)
+        return item[1]
+
+    def take(self) -> list[tuple[int, str]]:
+        used, self.used = self.used, []
+        return used
+
+    def again(self, lines: list[tuple[int, str]]) -> None:
+        self.pending.extendleft(reversed(lines))
+
+
+def _is_record(text: str, sep: str, n: int) -> bool:
+    """Whether one line read alone is a whole record of ``n`` fields."""
+    return n > 1 and len(next(csv.reader([text], delimiter=sep), [])) == n
+
+
 def _csv_quoted(byte_lines: Iterator[bytes], sep: str, source: str, file: str, first_line: int = 1,
                 header: list[str] | None = None,
                 chunk_rows: int | None = None) -> Iterator[tuple[pl.DataFrame, Rejects]]:
@@ -84,38 +113,59 @@ def _csv_quoted(byte_lines: Iterator[bytes], sep: str, source: str, file: str, f
     ``byte_lines``: the file's lines (without ``\\n``) from physical line ``first_line``;
     ``header``: the reader's column names when they were read already. Yields each
     ``chunk_rows`` records (all when None) as a frame with the rejects found meanwhile.
+
+    A quote that is never closed (or closed rows later) makes the csv module read every line
+    up to the next quote as one field. A record spanning lines of which one, read alone, is a
+    whole record is taken for such a desynchronisation: its first line is rejected with the
+    reason and the lines after it are read again, so no other row is lost.
     """
     state = {"rejects": Rejects()}
 
-    def lines():
+    def numbered():
         for i, b in enumerate(byte_lines, first_line):
             try:
-                yield b.decode("utf-8").rstrip("\r") + "\n"
+                yield i, b.decode("utf-8").rstrip("\r") + "\n"
             except UnicodeDecodeError as exc:
                 state["rejects"].add(source, file, i, f"undecodable bytes (not UTF-8): {exc.reason}",
                                      b.decode("utf-8", "replace"))
-                yield "\n"                              # keeps the reader's line count aligned
-    reader = csv.reader(lines(), delimiter=sep)
-    offset = first_line - 1                          # reader.line_num counts from our first line
+                yield i, "\n"                          # keeps the line numbers aligned
+    lines = _Lines(numbered())
+    reader = csv.reader(lines, delimiter=sep)
     if header is None:
         names = next(reader, None)
         if not names:
             yield pl.DataFrame(), state["rejects"]
             return
+        used = lines.take()
+        if len(used) > 1:
+            raise MusicrecError(f"{Path(file).name}: the header (line {used[0][0]}) has an unclosed quote: "
+                                f"read as CSV it runs over {len(used) - 1} more line(s)")
         header = _header(names, file)
     rows, records, raws, reasons = [], [], [], []
-    start = offset + reader.line_num + 1
     while True:
         try:
             row = next(reader)
         except StopIteration:
             break
         except csv.Error as exc:                      # e.g. a field over the csv module's size limit
-            state["rejects"].add(source, file, start, f"unparsable CSV: {exc}")
-            start = offset + reader.line_num + 1
+            used = lines.take()
+            if not used:
+                break
+            again = (f" (an unclosed quote?); line {used[0][0]} rejected, the {len(used) - 1} line(s) after it "
+                     "read again") if len(used) > 1 else ""
+            state["rejects"].add(source, file, used[0][0], f"unparsable CSV: {exc}{again}", used[0][1][:-1])
+            lines.again(used[1:])
             continue
-        record, start = start, offset + reader.line_num + 1
+        used = lines.take()
         if not row:
+            continue
+        record = used[0][0]
+        if len(used) > 1 and any(_is_record(text, sep, len(header)) for _, text in used[1:]):
+            state["rejects"].add(source, file, record,
+                                 f"unclosed quote: a quoted field opened on line {record} ran over "
+                                 f"{len(used) - 1} line(s) holding records of their own; line {record} "
+                                 "rejected, the lines after it read again", used[0][1][:-1])
+            lines.again(used[1:])
             continue
         ok = len(row) == len(header)
         rows.append(row if ok else [None] * len(header))
