@@ -12,6 +12,11 @@
   for as many listeners as ``EAGER_FLOATS`` allows, on first request for the rest. Plays posted
   since the data cut bypass the cache (the history is then no longer the training one), and a
   reload builds a new service, so a cached vector never outlives its model.
+* ``UserCandidates``: the same idea for models scored in full (EASE, ItemKNN, SKNN, SR, the
+  popularity baselines): a training listener's best ``CANDIDATES`` unseen items, scored in batches
+  at load (batched scoring shares the work: EASE's ``K X``, SKNN's neighbour search), so a request
+  re-ranks a short list instead of scoring the catalogue. A request that needs more candidates
+  than are kept, keeps seen items, or follows posted plays is scored live.
 """
 
 from __future__ import annotations
@@ -25,9 +30,13 @@ import numpy as np
 from musicrec import MusicrecError
 
 from musicrec.features.interactions import Interactions
+from musicrec.models.base import topk
 
 EAGER_FLOATS = 2_000_000       # computed at load: 8 MB, 31k listeners x 64 dimensions (~12 s for SASRec)
 BATCH = 512
+CANDIDATES = 256               # unseen items kept per training listener (model scored in full)
+EAGER_USERS = 10_000           # listeners whose candidates are computed at load (31 MB)
+SCORE_FLOATS = 8_000_000       # one scoring batch holds at most this many scores (32 MB)
 
 
 def fast_scorer(model) -> None:
@@ -82,6 +91,58 @@ class UserQueries:
                 self._vectors[user] = vector[0]
                 self._done[user] = True
         return self._vectors[user][None, :]
+
+    @property
+    def n_cached(self) -> int:
+        return int(self._done.sum())
+
+
+class UserCandidates:
+    """A training listener's best unseen items by ``model.score``, (indices, scores) kept per user.
+
+    Parameters
+    ----------
+    model : Recommender
+        Scored in full (``score`` (B, I)).
+    train : Interactions
+        Its training data; user ``u``'s history is ``train.histories([u])`` and their seen items
+        are ``train.user_sequences[u]``.
+    n : int
+        Candidates kept per listener (capped at the catalogue size).
+    eager_users : int
+        Candidates of the first ``eager_users`` listeners are computed at construction.
+    """
+
+    def __init__(self, model, train: Interactions, n: int = CANDIDATES, eager_users: int = EAGER_USERS):
+        self.model, self.train = model, train
+        self.n = min(int(n), train.n_items)
+        users = train.n_users
+        self._idx = np.empty((users, self.n), dtype=np.int64)        # rows cost memory once written
+        self._scores = np.empty((users, self.n), dtype=np.float32)
+        self._done = np.zeros(users, dtype=bool)
+        self._lock = threading.Lock()
+        batch = max(1, min(BATCH, SCORE_FLOATS // max(train.n_items, 1)))
+        eager = min(users, max(0, int(eager_users)))
+        for lo in range(0, eager, batch):
+            self._fill(np.arange(lo, min(lo + batch, eager)))
+
+    def _fill(self, users: np.ndarray) -> None:
+        scores = np.array(self.model.score(self.train.histories(users)), dtype=np.float32, copy=True)
+        for r, u in enumerate(users):     # the same exclusion as a live request: every played item
+            scores[r, self.train.user_sequences[u]] = -np.inf
+        idx, top = topk(scores, self.n)
+        with self._lock:
+            self._idx[users], self._scores[users] = idx, top
+            self._done[users] = True
+
+    def __call__(self, user: int, count: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """The best ``count`` unseen items of training user ``user``, (1, count) each, or None
+        when more are asked than are kept."""
+        if count > self.n:
+            return None
+        if not self._done[user]:
+            self._fill(np.array([user]))
+        return self._idx[user, :count][None, :], self._scores[user, :count][None, :]
 
     @property
     def n_cached(self) -> int:
