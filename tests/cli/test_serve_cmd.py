@@ -51,7 +51,7 @@ def model_dir(shared_data, tmp_path_factory) -> str:
 
 def test_serves_and_shuts_down_cleanly_on_sigterm(model_dir, tmp_path):
     key_file = tmp_path / "key"
-    key_file.write_text("cli-test-key\n")
+    key_file.write_text("cli-test-key-of-16-chars\n")
     port = _free_port()
     proc = _serve(model_dir, "--port", str(port), "--api-key-file", str(key_file))
     base = f"http://127.0.0.1:{port}"
@@ -67,7 +67,7 @@ def test_serves_and_shuts_down_cleanly_on_sigterm(model_dir, tmp_path):
             assert time.monotonic() < deadline, "server did not start"
             time.sleep(0.2)
         resp = httpx.post(f"{base}/v1/recommendations", json={"seed_artists": ["Madonna"], "k": 3},
-                          headers={"X-API-Key": "cli-test-key"}, timeout=10)
+                          headers={"X-API-Key": "cli-test-key-of-16-chars"}, timeout=10)
         assert resp.status_code == 200 and len(resp.json()["items"]) == 3
         assert httpx.get(f"{base}/v1/search?q=madonna", timeout=10).status_code == 401
     finally:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 
+#: the Host header FastAPI's TestClient sends ("testserver"): accepted only where a test says so
+TEST_HOSTS = ["testserver"]
+
 # tiny settings per model: the tests check serving, not accuracy
 TINY = {
     "most-popular": {},

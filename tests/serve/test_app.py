@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import threading
@@ -9,7 +10,7 @@ import time
 
 import polars as pl
 import pytest
-from serve_helpers import TINY, train_bundle
+from serve_helpers import TEST_HOSTS, TINY, train_bundle
 from fastapi.testclient import TestClient
 
 from musicrec.models.registry import MODELS
@@ -32,7 +33,7 @@ def _is_clean_error(resp, code: int) -> bool:
 
 @pytest.fixture(scope="module")
 def client(ease_dir):
-    with TestClient(create_app(ease_dir, api_key=KEY, max_body_bytes=4096)) as c:
+    with TestClient(create_app(ease_dir, api_key=KEY, max_body_bytes=4096, allowed_hosts=TEST_HOSTS)) as c:
         yield c
 
 
@@ -45,7 +46,8 @@ def user(client) -> str:
 def test_health_needs_no_key(client, ease_dir):
     body = client.get("/health").json()
     assert body["status"] == "ok" and body["model"] == "ease" and body["n_items"] > 0
-    assert body["model_dir"] == ease_dir and body["version"]
+    assert body["model_dir"] == os.path.basename(ease_dir) and body["version"]       # no path of the machine
+    assert "store" not in body and ease_dir not in str(body) and body["accepts_plays"] is True
 
 
 def test_user_recommendations(client, user):
@@ -168,7 +170,7 @@ def test_malformed_bodies(client, body):
 
 
 def test_oversized_bodies(client):
-    big = {"recent_plays": ["Muse"] * 1000}          # about 9 kB > 4096
+    big = {"recent_plays": ["Muse" * 20] * 200}       # about 16 kB > 4096
     assert _is_clean_error(client.post("/v1/recommendations", json=big, headers=AUTH), 413)
 
     def chunks():                                     # no Content-Length: counted while streaming
@@ -179,7 +181,7 @@ def test_oversized_bodies(client):
 
 
 def test_internal_errors_say_nothing_about_internals(ease_dir, monkeypatch, caplog):
-    app = create_app(ease_dir)
+    app = create_app(ease_dir, allowed_hosts=TEST_HOSTS)
     svc = app.state.holder.service
 
     def boom(*args, **kwargs):
@@ -194,7 +196,7 @@ def test_internal_errors_say_nothing_about_internals(ease_dir, monkeypatch, capl
 
 # ---------------------------------------------------------------- events, reload, metrics
 def test_events_are_stored_and_reflected_at_once(als_dir, store_copy):
-    with TestClient(create_app(als_dir, store_url=store_copy)) as c:
+    with TestClient(create_app(als_dir, store_url=store_copy, allowed_hosts=TEST_HOSTS)) as c:
         svc = c.app.state.holder.service
         user = svc.bundle.users["source_id"][7]
         url = f"/v1/users/{user}/recommendations?k=10"
@@ -219,7 +221,7 @@ def test_events_are_stored_and_reflected_at_once(als_dir, store_copy):
 
 
 def test_hot_reload_swaps_the_model_and_never_serves_a_half_loaded_one(ease_dir, als_dir, user):
-    with TestClient(create_app(ease_dir, api_key=KEY)) as c:
+    with TestClient(create_app(ease_dir, api_key=KEY, allowed_hosts=TEST_HOSTS)) as c:
         assert c.get("/health").json()["model"] == "ease"
         failures = []
 
@@ -238,10 +240,10 @@ def test_hot_reload_swaps_the_model_and_never_serves_a_half_loaded_one(ease_dir,
         assert resp.status_code == 200 and resp.json()["model"] == "als"
         assert not failures
         health = c.get("/health").json()
-        assert health["model"] == "als" and health["model_dir"] == als_dir
+        assert health["model"] == "als" and health["model_dir"] == os.path.basename(als_dir)
         assert c.get(f"/v1/users/{user}/recommendations", headers=AUTH).json()["model"] == "als"
         bad = c.post("/admin/reload", json={"model_dir": "/no/such/model"}, headers=AUTH)
-        assert _is_clean_error(bad, 422) and c.get("/health").json()["model"] == "als"
+        assert _is_clean_error(bad, 403) and c.get("/health").json()["model"] == "als"
         # no body: the same folder again
         assert c.post("/admin/reload", headers=AUTH).json()["model"] == "als"
 
@@ -249,7 +251,7 @@ def test_hot_reload_swaps_the_model_and_never_serves_a_half_loaded_one(ease_dir,
 def test_watching_the_model_folder_reloads_it(ease_dir, als_dir, tmp_path):
     live = str(tmp_path / "live")
     shutil.copytree(ease_dir, live)
-    with TestClient(create_app(live, watch_s=0.1)) as c:
+    with TestClient(create_app(live, watch_s=0.1, allowed_hosts=TEST_HOSTS)) as c:
         assert c.get("/health").json()["model"] == "ease"
         time.sleep(0.05)                          # a new mtime even on coarse-clock file systems
         shutil.copytree(als_dir, live, dirs_exist_ok=True)
@@ -269,7 +271,7 @@ def _sample(text: str, name: str, **labels) -> float:
 
 
 def test_metrics_count_requests_by_route_and_status(ease_dir, user):
-    with TestClient(create_app(ease_dir)) as c:
+    with TestClient(create_app(ease_dir, allowed_hosts=TEST_HOSTS)) as c:
         for _ in range(3):
             c.get(f"/v1/users/{user}/recommendations")
         c.get("/v1/users/no-such-user/recommendations")
@@ -287,7 +289,7 @@ def test_metrics_count_requests_by_route_and_status(ease_dir, user):
 @pytest.mark.parametrize("name", list(MODELS))
 def test_serves_every_model_type(name, thirty, tmp_path):
     model_dir = train_bundle(name, thirty["split"], str(tmp_path / name), TINY[name])
-    with TestClient(create_app(model_dir)) as c:
+    with TestClient(create_app(model_dir, allowed_hosts=TEST_HOSTS)) as c:
         svc = c.app.state.holder.service
         user = svc.bundle.users["source_id"][0]
         recent = [str(int(svc.item_ids[i])) for i in svc.train.user_sequences[0][-2:]]

@@ -7,6 +7,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from musicrec.serve import responses
+from serve_helpers import TEST_HOSTS
+
 from musicrec.serve.app import ItemCard, Recommendations, SimilarItems, create_app
 
 pytestmark = pytest.mark.integration
@@ -14,7 +16,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def client(ease_dir):
-    with TestClient(create_app(ease_dir)) as c:
+    with TestClient(create_app(ease_dir, allowed_hosts=TEST_HOSTS)) as c:
         yield c
 
 
@@ -89,7 +91,7 @@ def test_floats_are_formatted_as_before():
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
 def test_a_non_finite_score_is_a_clean_500_not_a_null(ease_dir, monkeypatch, bad):
-    with TestClient(create_app(ease_dir), raise_server_exceptions=False) as c:
+    with TestClient(create_app(ease_dir, allowed_hosts=TEST_HOSTS), raise_server_exceptions=False) as c:
         svc = c.app.state.holder.service
         real = svc.recommend_session
         monkeypatch.setattr(svc, "recommend_session",

@@ -6,6 +6,8 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
+from serve_helpers import TEST_HOSTS
+
 from musicrec.serve.app import create_app
 
 pytestmark = pytest.mark.integration
@@ -15,7 +17,7 @@ FORM = "application/x-www-form-urlencoded"          # curl's default for -d
 
 @pytest.fixture(scope="module")
 def client(ease_dir):
-    with TestClient(create_app(ease_dir)) as c:
+    with TestClient(create_app(ease_dir, allowed_hosts=TEST_HOSTS)) as c:
         yield c
 
 
@@ -31,7 +33,7 @@ def test_session_body_is_json_whatever_the_content_type(client, content_type):
 
 
 def test_events_body_is_json_with_a_form_content_type(als_dir, store_copy):
-    with TestClient(create_app(als_dir, store_url=store_copy)) as c:
+    with TestClient(create_app(als_dir, store_url=store_copy, allowed_hosts=TEST_HOSTS)) as c:
         user = c.app.state.holder.service.bundle.users["source_id"][0]
         resp = c.post(f"/v1/users/{user}/events", content=b'{"plays": [{"item_id": "Muse"}]}',
                       headers={"Content-Type": FORM})

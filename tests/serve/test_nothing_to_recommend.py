@@ -11,6 +11,8 @@ from fastapi.testclient import TestClient
 
 from musicrec import MusicrecError
 from musicrec.preprocess.splitset import Split
+from serve_helpers import TEST_HOSTS
+
 from musicrec.serve.app import create_app
 from musicrec.serve.bundle import ModelBundle, bundle_meta
 from musicrec.train.fit import fit_model
@@ -43,7 +45,7 @@ def test_bundle_says_why_there_is_nothing_to_recommend(model_dir):
 
 
 def test_http_api_answers_nothing_to_recommend_with_a_json_error(model_dir):
-    with TestClient(create_app(model_dir)) as client:
+    with TestClient(create_app(model_dir, allowed_hosts=TEST_HOSTS)) as client:
         resp = client.get("/v1/users/u1/recommendations")
         assert resp.status_code == 422
         message = resp.json()["error"]["message"]

@@ -13,6 +13,7 @@ import typer
 from musicrec import MusicrecError
 
 OPTIONS_ENV = "MUSICREC_SERVE_OPTIONS"
+MIN_KEY_CHARS = 16
 
 
 def is_loopback(host: str) -> bool:
@@ -26,7 +27,8 @@ def is_loopback(host: str) -> bool:
 
 
 def read_api_key(path: str) -> str:
-    """The key in file ``path`` (surrounding whitespace dropped); MusicrecError when empty or unreadable."""
+    """The key in file ``path`` (surrounding whitespace dropped); MusicrecError when unreadable, not one
+    word, or shorter than ``MIN_KEY_CHARS`` characters."""
     try:
         with open(path, encoding="utf-8") as fh:
             key = fh.read().strip()
@@ -34,6 +36,9 @@ def read_api_key(path: str) -> str:
         raise MusicrecError(f"cannot read the API key file {path}: {exc.strerror}") from None
     if not key or any(ch.isspace() for ch in key):
         raise MusicrecError(f"{path}: the API key must be one non-empty word")
+    if len(key) < MIN_KEY_CHARS:
+        raise MusicrecError(f"{path}: the API key has {len(key)} characters; use at least {MIN_KEY_CHARS} "
+                            f"(e.g. python -c 'import secrets; print(secrets.token_urlsafe(24))')")
     return key
 
 
@@ -108,6 +113,12 @@ def register(app: typer.Typer) -> None:
         threads: int = typer.Option(1, "--threads", help="BLAS/torch/FAISS threads per request (requests already "
                                                          "run in parallel; more threads oversubscribe the cores)"),
         access_log: bool = typer.Option(True, "--access-log/--no-access-log", help="log every request"),
+        allowed_host: Optional[list[str]] = typer.Option(None, "--allowed-host",
+                                                         help="Host header to accept besides loopback names and "
+                                                              "--host (repeatable; '*.example.com' or '*' for any)"),
+        reload_root: Optional[str] = typer.Option(None, "--reload-root",
+                                                  help="POST /admin/reload loads folders under DIR only "
+                                                       "(default: the parent of MODEL_DIR)"),
     ):
         """Serve a model over HTTP: recommendations, similar items, search, new plays; web page at /."""
         from musicrec.serve.retrieval import MODES
@@ -129,8 +140,15 @@ def register(app: typer.Typer) -> None:
                 raise MusicrecError("--watch needs a local model folder; copy the remote one and watch that")
             model_dir = local_copy(model_dir)
 
+        from musicrec.serve import guards
+
+        # bad names or folders are one-line errors before anything loads
+        hosts = [*(allowed_host or []), *guards.bind_hosts(host)]
+        guards.allowed_hosts(hosts)
+        guards.reload_root(model_dir, reload_root)
         options = dict(model_dir=os.path.abspath(model_dir), store_url=store, ann=ann,
-                       max_body_bytes=max_body_bytes, watch_s=watch or None)
+                       max_body_bytes=max_body_bytes, watch_s=watch or None, allowed_hosts=hosts,
+                       reload_root=os.path.abspath(reload_root) if reload_root else None)
         common = dict(host=host, port=port, timeout_graceful_shutdown=graceful_timeout, log_level="info",
                       access_log=access_log)
         if workers == 1:

@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import functools
 import hmac
 import json
 import logging
@@ -40,12 +41,12 @@ from fastapi import APIRouter, Body, FastAPI, Path, Query, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.security import APIKeyHeader, HTTPBearer
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from musicrec import MusicrecError, __version__
-from musicrec.serve import responses
+from musicrec.serve import guards, responses
 from musicrec.serve.json_body import JsonBodyRoute, body_message
 from musicrec.serve.metrics import CONTENT_TYPE_LATEST, Metrics, MetricsMiddleware
 from musicrec.serve.service import NoStore, NotFound, Service
@@ -53,13 +54,16 @@ from musicrec.serve.service import NoStore, NotFound, Service
 log = logging.getLogger("musicrec.serve")
 
 MAX_K = 1000
-MAX_LIST = 1000                     # ids in one request body
+MAX_LIST = guards.MAX_NAMES         # ids or names in one list of a request body
+MAX_PER_ARTIST = 1_000_000
 WEB_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "web")
 # reachable without the key: liveness, the web page (it asks for the key itself), the API docs
 PUBLIC_PATHS = frozenset({"/health", "/", "/docs", "/docs/oauth2-redirect", "/openapi.json", "/favicon.ico"})
 PUBLIC_PREFIXES = ("/static/",)
 
-Id = Annotated[str, StringConstraints(min_length=1, max_length=300)] | int
+Id = Annotated[str, StringConstraints(min_length=1, max_length=guards.MAX_NAME_CHARS)] | int
+Timestamp = Annotated[dt.datetime | None, BeforeValidator(guards.timestamp_before),
+                      AfterValidator(guards.timestamp_after)]
 
 
 # ---------------------------------------------------------------- request and response bodies
@@ -111,15 +115,16 @@ class SessionRequest(BaseModel):
         default_factory=list, max_length=50, description='genres/tags the listener likes, e.g. "shoegaze"')
     k: int = Field(10, ge=1, le=MAX_K)
     exclude_seen: bool = True
-    max_per_artist: int | None = Field(None, ge=1)
-    diversity: float | None = Field(None, ge=0, le=1, description="MMR weight of diversity (0 = relevance only)")
+    max_per_artist: int | None = Field(None, ge=1, le=MAX_PER_ARTIST)
+    diversity: float | None = Field(None, ge=0, le=1, allow_inf_nan=False,
+                                    description="MMR weight of diversity (0 = relevance only)")
 
 
 class Play(BaseModel):
     model_config = ConfigDict(extra="forbid")
     item_id: Id
-    timestamp: dt.datetime | None = Field(None, description="ISO 8601 or Unix seconds; default now")
-    ms_played: int | None = Field(None, ge=0)
+    timestamp: Timestamp = Field(None, description=f"ISO 8601 or Unix seconds, {guards.TIME_RANGE}; default now")
+    ms_played: int | None = Field(None, ge=0, le=guards.MAX_MS_PLAYED)
 
 
 class EventsRequest(BaseModel):
@@ -144,13 +149,13 @@ class Health(BaseModel):
     status: str
     model: str
     version: str
-    model_dir: str | None
+    model_dir: str | None = Field(description="the served folder's name (no path)")
     item_level: str
     n_items: int
     n_users: int
     retrieval: str
     scorer: str = Field("native", description='"native", or the ONNX Runtime network scoring the model')
-    store: str | None
+    accepts_plays: bool = Field(description="posted plays can be stored (a store of the model's catalogue is known)")
     loaded_at: str
 
 
@@ -158,16 +163,20 @@ class Health(BaseModel):
 class ServiceHolder:
     """The Service being served. ``reload`` builds the new one completely, then swaps the reference."""
 
-    def __init__(self, model_dir: str, store_url: str | None = None, ann: str = "auto"):
+    def __init__(self, model_dir: str, store_url: str | None = None, ann: str = "auto",
+                 reload_root: str | None = None):
         self.store_url = store_url
         self.ann = ann
         self._lock = threading.Lock()
         self.service = Service.load(model_dir, store_url=store_url, ann=ann)
+        self.reload_root = guards.reload_root(self.service.model_dir, reload_root)
 
     def reload(self, model_dir: str | None = None) -> Service:
+        """The served folder again, or ``model_dir`` (under ``reload_root``; read from there when relative)."""
+        target = guards.reload_target(self.reload_root, model_dir) if model_dir is not None else None
         with self._lock:        # one reload at a time; requests keep using the old service meanwhile
             old = self.service
-            new = Service.load(model_dir or old.model_dir, store_url=self.store_url, ann=self.ann,
+            new = Service.load(target or old.model_dir, store_url=self.store_url, ann=self.ann,
                                overlay=old.events)
             self.service = new
         log.info("serving %s (%s, version %s)", new.model_dir, new.model.name, new.version)
@@ -292,7 +301,8 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(MusicrecError)
     async def user_error(request, exc: MusicrecError):
-        code = 404 if isinstance(exc, NotFound) else 503 if isinstance(exc, NoStore) else 422
+        code = getattr(exc, "status", None) or (404 if isinstance(exc, NotFound) else
+                                                503 if isinstance(exc, NoStore) else 422)
         return JSONResponse(_error_body(code, str(exc)), status_code=code)
 
     @app.exception_handler(Exception)
@@ -304,7 +314,8 @@ def _install_error_handlers(app: FastAPI) -> None:
 
 # ---------------------------------------------------------------- the app
 def create_app(model_dir: str, api_key: str | None = None, store_url: str | None = None,
-               max_body_bytes: int = 1_000_000, ann: str = "auto", watch_s: float | None = None) -> FastAPI:
+               max_body_bytes: int = 1_000_000, ann: str = "auto", watch_s: float | None = None,
+               allowed_hosts=(), reload_root: str | None = None) -> FastAPI:
     """The FastAPI app serving the model folder ``model_dir``.
 
     Parameters
@@ -319,8 +330,13 @@ def create_app(model_dir: str, api_key: str | None = None, store_url: str | None
         Retrieval index for dot-product models.
     watch_s : float, optional
         Poll the model folder every ``watch_s`` seconds and reload when it changes.
+    allowed_hosts : sequence of str
+        Host header values accepted besides the loopback names (``guards.allowed_hosts``); "*" for any.
+    reload_root : str, optional
+        ``/admin/reload`` loads folders under it only (default: the parent of ``model_dir``).
     """
-    holder = ServiceHolder(model_dir, store_url=store_url, ann=ann)
+    hosts = guards.allowed_hosts(allowed_hosts)
+    holder = ServiceHolder(model_dir, store_url=store_url, ann=ann, reload_root=reload_root)
     metrics = Metrics()
 
     @contextlib.asynccontextmanager
@@ -354,8 +370,8 @@ def create_app(model_dir: str, api_key: str | None = None, store_url: str | None
         user_id: Annotated[str, Path(max_length=300)],
         k: Annotated[int, Query(ge=1, le=MAX_K)] = 10,
         exclude_seen: bool = True,
-        max_per_artist: Annotated[int | None, Query(ge=1)] = None,
-        diversity: Annotated[float | None, Query(ge=0, le=1)] = None,
+        max_per_artist: Annotated[int | None, Query(ge=1, le=MAX_PER_ARTIST)] = None,
+        diversity: Annotated[float | None, Query(ge=0, le=1, allow_inf_nan=False)] = None,
     ):
         """Top k for a listener (their own id or store id), including plays posted since training."""
         svc = holder.service
@@ -367,9 +383,12 @@ def create_app(model_dir: str, api_key: str | None = None, store_url: str | None
     async def session_recommendations(body: SessionRequest):
         """The next items for an anonymous listener or a live session (no body fields: popular items)."""
         svc = holder.service
-        items = svc.recommend_session(body.recent_plays, body.seed_artists, seed_tags=body.seed_tags, k=body.k,
-                                      exclude_seen=body.exclude_seen,
-                                      max_per_artist=body.max_per_artist, diversity=body.diversity)
+        call = functools.partial(svc.recommend_session, body.recent_plays, body.seed_artists, seed_tags=body.seed_tags,
+                                 k=body.k, exclude_seen=body.exclude_seen, max_per_artist=body.max_per_artist,
+                                 diversity=body.diversity)
+        # a few names resolve in microseconds; many (fuzzy matching) must not hold the event loop
+        many = len(body.recent_plays) + len(body.seed_artists) + len(body.seed_tags) > guards.FEW_NAMES
+        items = await run_in_threadpool(call) if many else call()
         return responses.recommendations(svc.model.name, svc.version, None, items)
 
     @api.get("/v1/items/{item_id:path}/similar", response_model=SimilarItems, tags=["recommend"])
@@ -399,7 +418,7 @@ def create_app(model_dir: str, api_key: str | None = None, store_url: str | None
         except MusicrecError:
             metrics.reloads.labels("failed").inc()
             raise
-        except Exception as exc:   # a damaged folder: keep serving the old model
+        except Exception as exc:   # any failure (a damaged folder, RecursionError, MemoryError): keep the old model
             metrics.reloads.labels("failed").inc()
             log.error("reload failed", exc_info=exc)
             raise MusicrecError(f"could not load the model folder ({type(exc).__name__}); "
@@ -413,6 +432,7 @@ def create_app(model_dir: str, api_key: str | None = None, store_url: str | None
     app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes)
     if api_key:
         app.add_middleware(ApiKeyMiddleware, api_key=api_key)
+    app.add_middleware(guards.HostAllowList, allowed_hosts=hosts)   # before auth: a foreign page gets nothing
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app
 

@@ -74,15 +74,35 @@ _THREAD_LOCKS_GUARD = threading.Lock()
 
 
 class StoreWriter:
-    """Appends plays to the store at ``url``, serialized across threads and local processes."""
+    """Appends plays to the store at ``url``, serialized across threads and local processes.
 
-    def __init__(self, url: str):
+    With ``catalogue`` (the model's items: ``item_id``, ``source_id``, ``name``), the first append
+    checks that the store holds those items under the same ids; a store the model was not trained
+    on (whose ids mean other artists) is refused with ``guards.Conflict``, for every append.
+    """
+
+    def __init__(self, url: str, catalogue: pl.DataFrame | None = None, item_level: str = "artist"):
         from musicrec.store import Store
 
         self.store = Store(url)
         self.url = url
+        self.catalogue = catalogue
+        self.item_level = item_level
+        self._verdict: str | None = None        # "" once the catalogue matched, else why not
         with _THREAD_LOCKS_GUARD:
             self._lock = _THREAD_LOCKS.setdefault(self.store.url, threading.Lock())
+
+    def check_catalogue(self) -> None:
+        """``guards.Conflict`` unless the store holds the model's items under the same ids (checked once)."""
+        from musicrec.serve.guards import Conflict
+
+        if self.catalogue is None:
+            return
+        if self._verdict is None:
+            self._verdict = catalogue_mismatch(self.store, self.catalogue, self.item_level)
+        if self._verdict:
+            raise Conflict(f"posted plays are refused: {self._verdict}; the model was trained on another store "
+                           f"than the one this server writes to (start it with --store pointing at the model's store)")
 
     @contextlib.contextmanager
     def _exclusive(self):
@@ -102,8 +122,33 @@ class StoreWriter:
 
     def append(self, plays: pl.DataFrame):
         """``Store.append_plays(plays, source="api")`` under the lock; returns the IngestReport."""
+        self.check_catalogue()
         with self._exclusive():
             return self.store.append_plays(plays, source=SOURCE)
+
+
+def catalogue_mismatch(store, catalogue: pl.DataFrame, item_level: str) -> str:
+    """Why ``store`` does not hold the model's ``catalogue`` under the same ids ("" when it does):
+    every item id must be in the store's artists (tracks) table with the same name and source id
+    where both are known."""
+    table, id_col = ("tracks", "track_id") if item_level == "track" else ("artists", "artist_id")
+    try:
+        entities = store.table(table).select(pl.col(id_col).alias("item_id"), pl.col("source_id").alias("s_source"),
+                                             pl.col("name").alias("s_name"))
+    except Exception as exc:        # an unreadable table: nothing can be checked, so nothing is written
+        return f"the store's {table} table cannot be read ({type(exc).__name__})"
+    model = catalogue.select(pl.col("item_id").cast(pl.Int64), "source_id", "name")
+    joined = model.join(entities, on="item_id", how="left")
+    differs = (pl.col("s_name").is_null() & pl.col("s_source").is_null()) | \
+        (pl.col("name").is_not_null() & pl.col("s_name").is_not_null() & (pl.col("name") != pl.col("s_name"))) | \
+        (pl.col("source_id").is_not_null() & pl.col("s_source").is_not_null() & (pl.col("source_id") != pl.col("s_source")))
+    bad = joined.filter(differs)
+    if not bad.height:
+        return ""
+    row = bad.row(0, named=True)
+    there = "missing" if row["s_name"] is None and row["s_source"] is None else repr(row["s_name"] or row["s_source"])
+    return (f"{bad.height} of {model.height} of the model's {table} differ in the store (id {row['item_id']} is "
+            f"{row['name']!r} in the model, {there} in the store)")
 
 
 def split_store_url(split_dir: str | None) -> str | None:

@@ -36,7 +36,7 @@ from musicrec.serve import rules
 from musicrec.serve.bundle import ModelBundle, nothing_to_recommend
 from musicrec.serve.events import EventOverlay, StoreWriter, check_store, data_cut_time, split_store_url
 from musicrec.serve.names import normalise
-from musicrec.serve.preload import UserQueries, fast_scorer
+from musicrec.serve.preload import UserCandidates, UserQueries, fast_scorer
 
 N_TAGS = 5             # tags on an item card
 SEED_TRACKS = 3        # track-level models: a seed artist stands for their most played tracks
@@ -119,11 +119,12 @@ class Service:
         fast_scorer(self.model)
         self.retriever, self.item_vectors = self._build_retriever(ann)
         self.user_queries = UserQueries(self.model, train) if self.retriever is not None else None
+        self.user_candidates = UserCandidates(self.model, train) if self.retriever is None else None
         self.events = overlay if overlay is not None else EventOverlay()
         split = bundle.meta.get("split")
         self.data_cut = data_cut_time(split)
         url = check_store(store_url) if store_url else split_store_url(split)
-        self.writer = StoreWriter(url) if url else None
+        self.writer = StoreWriter(url, bundle.items, self.item_level) if url else None
         self.version = model_version(self.model_dir) if self.model_dir else ""
         self.loaded_at = time.time()
         self._search_index: pl.DataFrame | None = None     # built on first use (see _search_frame)
@@ -159,11 +160,13 @@ class Service:
         return make_retriever(vectors, mode=ann), vectors
 
     def health(self) -> dict:
-        return {"status": "ok", "model": self.model.name, "version": self.version, "model_dir": self.model_dir,
+        # public: the folder's name only, no path of this machine
+        return {"status": "ok", "model": self.model.name, "version": self.version,
+                "model_dir": os.path.basename(self.model_dir) if self.model_dir else None,
                 "item_level": self.item_level, "n_items": self.n_items, "n_users": self.train.n_users,
                 "retrieval": self.retriever.kind if self.retriever is not None else "scores",
                 "scorer": getattr(self.model, "scorer", "native"),
-                "store": self.writer.url if self.writer else None,
+                "accepts_plays": self.writer is not None,
                 "loaded_at": dt.datetime.fromtimestamp(self.loaded_at, dt.timezone.utc).isoformat(timespec="seconds")}
 
     # ------------------------------------------------------------ resolving ids
@@ -263,9 +266,12 @@ class Service:
         seen = np.unique(q.history) if exclude_seen else np.zeros(0, np.int64)
         rules = max_per_artist is not None or bool(diversity)
         n = min(self.n_items, k + len(seen) + min(max(k, 50) * (4 if rules else 1), MAX_CANDIDATE_MARGIN + k))
+        cached = self.user_candidates(q.user, n) if q.user >= 0 and exclude_seen and self.user_candidates else None
         if self.retriever is not None:
             vector = self.user_queries(q.user) if q.user >= 0 else self.model.query_vectors(q.histories)
             idx, scores = self.retriever.search(vector, n)
+        elif cached is not None:            # scored at load: the same items a live scoring ranks first
+            idx, scores = cached
         else:
             all_scores = np.array(self.model.score(q.histories), dtype=np.float32, copy=True)
             all_scores[:, seen] = -np.inf
