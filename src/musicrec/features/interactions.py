@@ -241,6 +241,8 @@ def load_arrays(path: str) -> dict[str, np.ndarray]:
     except FileNotFoundError:
         raise MusicrecError(f"{path}: no such file") from None
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
-        raise MusicrecError(f"{path}: unreadable array file ({fsio.first_line(exc) or type(exc).__name__})") from None
+        # numpy takes any file that is neither a zip nor a .npy for a pickle (refused)
+        why = "not an .npz archive of plain arrays" if "pickle" in str(exc) else fsio.first_line(exc)
+        raise MusicrecError(f"{path}: unreadable array file ({why})") from None
     except MemoryError:   # a damaged header declaring a huge array
         raise MusicrecError(f"{path}: unreadable array file (declares an array too large to hold)") from None

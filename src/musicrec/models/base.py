@@ -277,8 +277,8 @@ def read_config(path: str) -> dict:
     try:
         present = fsio.isfile(cfg)
         config = fsio.read_json(cfg) if present else None
-    except (OSError, ValueError) as exc:
-        raise MusicrecError(f"{path}: unreadable model config ({fsio.first_line(exc)})") from None
+    except (OSError, ValueError, RecursionError) as exc:
+        raise MusicrecError(f"{cfg}: unreadable model config ({fsio.first_line(exc)})") from None
     if not present:
         raise MusicrecError(f"{path}: not a model directory (no config.json)")
     if not isinstance(config, dict) or not isinstance(config.get("model"), str):

@@ -60,7 +60,7 @@ class StateArrays(dict):
         if ndim is not None and a.ndim != ndim:
             raise self.fail(f"{key} has {a.ndim} dimensions {tuple(a.shape)}, expected {ndim}")
         if shape is not None and (any(w is not None and s != w for s, w in zip(a.shape, shape))):
-            want = "(" + ", ".join("*" if w is None else str(w) for w in shape) + ")"
+            want = "(" + ", ".join("*" if w is None else str(w) for w in shape) + ("," if len(shape) == 1 else "") + ")"
             raise self.fail(f"{key} has shape {tuple(a.shape)}, expected {want}")
         if finite and a.dtype.kind == "f" and a.size and not all_finite(a):
             raise self.fail(f"{key} holds NaN or infinite values")

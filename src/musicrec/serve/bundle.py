@@ -90,13 +90,43 @@ def check_split(meta: dict, split: Split, split_url: str) -> bool:
                         "the split it was trained on, or pass --allow-other-split to score it on another one")
 
 
+#: the types of ``bundle.json``'s known keys (each may also be null)
+META_TYPES = {"split": str, "store": (str, int), "protocol": str, "item_level": str, "include_valid": bool,
+              "train_rows": int, "train_fingerprint": str, "fit_s": (int, float), "params": dict}
+
+
 def read_meta(path: str) -> dict:
-    """The ``bundle.json`` of model folder ``path`` ({} when it has none); MusicrecError when unreadable."""
+    """The ``bundle.json`` of model folder ``path`` ({} when it has none); MusicrecError naming the
+    file when it is unreadable, not a JSON object, or a known key has the wrong type."""
     url = fsio.join(os.fspath(path), "bundle.json")
     try:
-        return fsio.read_json(url) if fsio.isfile(url) else {}
-    except (OSError, ValueError) as exc:
+        meta = fsio.read_json(url) if fsio.isfile(url) else {}
+    except (OSError, ValueError, RecursionError) as exc:
         raise MusicrecError(f"{url}: unreadable ({fsio.first_line(exc)})") from None
+    if not isinstance(meta, dict):
+        raise MusicrecError(f"{url}: not a JSON object")
+    for key, types in META_TYPES.items():
+        value = meta.get(key)
+        if value is not None and (not isinstance(value, types) or (isinstance(value, bool) and types is not bool)):
+            raise MusicrecError(f"{url}: {key} has the wrong type ({type(value).__name__})")
+    if meta.get("item_level", "artist") not in ("artist", "track"):
+        raise MusicrecError(f"{url}: item_level must be artist or track, got {meta['item_level']!r}")
+    return meta
+
+
+def _read_table(path: str, columns: dict, key: str) -> pl.DataFrame | None:
+    """``_read_parquet`` of a folder's items/users/tags file, conformed to ``columns``; MusicrecError
+    naming the file when the ``key`` column is missing or a column cannot take its type."""
+    df = _read_parquet(path)
+    if df is None:
+        return None
+    if key not in df.columns:
+        raise MusicrecError(f"{path}: no {key} column (has {', '.join(df.columns) or 'none'})")
+    try:
+        return schema.conform(df, columns)
+    except pl.exceptions.PolarsError as exc:
+        text = str(exc).strip().splitlines()
+        raise MusicrecError(f"{path}: a column has the wrong type ({text[0] if text else type(exc).__name__})") from None
 
 
 def nothing_to_recommend(who: str, n_items: int, n_seen: int, exclude_seen: bool, model: str) -> MusicrecError:
@@ -202,11 +232,11 @@ class ModelBundle:
         if not found:
             raise MusicrecError(f"{path}: no such model folder")
         model = load_model(path)
-        items = _read_parquet(fsio.join(path, "items.parquet"))
-        users = _read_parquet(fsio.join(path, "users.parquet"))
+        items = _read_table(fsio.join(path, "items.parquet"), schema.SPLIT_ITEMS, "item_id")
+        users = _read_table(fsio.join(path, "users.parquet"), schema.SPLIT_USERS, "user_id")
         meta = read_meta(path)
         # an older folder without item_tags.parquet falls back to the split's tags
-        tags = _read_parquet(fsio.join(path, "item_tags.parquet"))
+        tags = _read_table(fsio.join(path, "item_tags.parquet"), schema.SPLIT_ITEM_TAGS, "item_id")
         return cls(model, schema.empty(schema.SPLIT_ITEMS) if items is None else items,
                    schema.empty(schema.SPLIT_USERS) if users is None else users, meta, item_tags=tags)
 
