@@ -3,7 +3,10 @@ ones, each with its own line / record number and a reason, and never raises anyt
 MusicrecError.
 
 Each test generates valid rows, corrupts a random subset (bytes, field counts, timestamps, ids,
-JSON), writes a file and compares the reader's output with what the generator knows.
+JSON), writes a file and compares the reader's output with what the generator knows. The hostile
+shapes of issue 12 are among the corruptions: numbers that overflow (1e308, 10**30), JSON nested
+past the parser's recursion limit, dates outside [1970, 2100) on the ISO path, an unclosed CSV
+quote, and Parquet columns of unusual types (floats, NaN, durations, datetimes).
 """
 
 from __future__ import annotations
@@ -12,9 +15,11 @@ import csv
 import datetime as dt
 import io
 import json
+import math
 import os
 import tempfile
 
+import polars as pl
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -28,7 +33,11 @@ NAME_CHARS = "abcxyzABC019 éøü龍-'\"&.,|"
 names = st.text(NAME_CHARS, min_size=0, max_size=10).map(lambda s: "N" + s)
 mbids = st.uuids().map(str)
 epochs = st.integers(0, 4_000_000_000)
-BAD_ISO = ["yesterday", "2009-13-01T00:00:00Z", "2009-02-30T10:00:00Z", "12:00", "2009-05-04 25:00:00", "0"]
+BAD_ISO = ["yesterday", "2009-13-01T00:00:00Z", "2009-02-30T10:00:00Z", "12:00", "2009-05-04 25:00:00", "0",
+           "-2009-05-04T23:08:57Z", "0001-01-01T00:00:00Z", "9999-12-31T23:59:59Z", "1969-12-31T23:59:59Z",
+           "2100-01-01T00:00:00Z"]
+HUGE = [1e308, 10**30, 2**63, -1]
+deep_json = st.integers(3_000, 30_000).map(lambda n: "[" * n + "]" * n)   # past json's recursion limit
 
 
 def iso(t: int) -> str:
@@ -162,18 +171,30 @@ def test_listenbrainz_keeps_valid_and_rejects_corrupted(data):
     for _ in range(n):
         rec = listen(data)
         kind = data.draw(st.sampled_from([None, None, None, "broken", "no_ts", "bad_ts", "bytes", "not_object",
-                                          "no_artist", "no_meta"]))
+                                          "no_artist", "no_meta", "bad_duration", "deep", "deep_field",
+                                          "wrong_type"]))
         if kind == "no_ts":
             del rec["listened_at"]
         elif kind == "bad_ts":
-            rec["listened_at"] = data.draw(st.sampled_from(["yesterday", -5, 10**13, None, True]))
+            rec["listened_at"] = data.draw(st.sampled_from(["yesterday", -5, 10**13, None, True, 1e308,
+                                                            math.inf, math.nan]))
+        elif kind == "bad_duration":
+            key = data.draw(st.sampled_from(["duration", "duration_ms"]))
+            rec["track_metadata"]["additional_info"] = {key: data.draw(st.sampled_from(HUGE + ["abc", [1]]))}
+        elif kind == "wrong_type":
+            rec["track_metadata"][data.draw(st.sampled_from(["artist_name", "track_name"]))] = \
+                data.draw(st.sampled_from([5, ["a"], {"n": "a"}, True]))
         elif kind == "no_artist":
             rec["track_metadata"].pop("artist_name")
             rec["track_metadata"].pop("additional_info", None)
         elif kind == "no_meta":
             del rec["track_metadata"]
         text = json.dumps(rec, ensure_ascii=data.draw(st.booleans()))
-        if kind == "broken":
+        if kind == "deep":
+            text = data.draw(deep_json)
+        elif kind == "deep_field":
+            text = text[:-1] + ', "extra": ' + data.draw(deep_json) + "}"
+        elif kind == "broken":
             text = text[:data.draw(st.integers(1, len(text) - 1))]
         elif kind == "not_object":
             text = data.draw(st.sampled_from(["42", "[1, 2]", '"listen"']))
@@ -192,6 +213,7 @@ def test_listenbrainz_keeps_valid_and_rejects_corrupted(data):
 # ---- Spotify JSON array ---------------------------------------------------------------------
 
 MARK = "\u00a7BAD\u00a7"   # replaced by an invalid byte after encoding (inside a JSON string)
+DEEP_MARK = "\u00a7DEEP\u00a7"   # replaced by JSON nested past the recursion limit (a string holding "]" first)
 
 
 @SETTINGS
@@ -204,13 +226,19 @@ def test_spotify_keeps_valid_and_rejects_corrupted(data):
                "master_metadata_track_name": data.draw(names), "master_metadata_album_artist_name": data.draw(names),
                "spotify_track_uri": "spotify:track:" + data.draw(st.text("abcXYZ0189", min_size=22, max_size=22)),
                "spotify_episode_uri": None, "skipped": data.draw(st.sampled_from([True, False, None]))}
-        kind = data.draw(st.sampled_from([None, None, None, "bad_ts", "no_ts", "bad_ms", "bytes", "podcast"]))
+        kind = data.draw(st.sampled_from([None, None, None, "bad_ts", "no_ts", "bad_ms", "bytes", "podcast",
+                                          "deep", "wrong_type"]))
         if kind == "bad_ts":
             rec["ts"] = data.draw(st.sampled_from(BAD_ISO + ["03/01/2023 08:39"]))
         elif kind == "no_ts":
             del rec["ts"]
         elif kind == "bad_ms":
-            rec["ms_played"] = data.draw(st.sampled_from(["12", -1, 1.5, None]))
+            rec["ms_played"] = data.draw(st.sampled_from(["12", -1, 1.5, None] + HUGE))
+        elif kind == "deep":
+            rec["master_metadata_track_name"] = DEEP_MARK
+        elif kind == "wrong_type":
+            rec[data.draw(st.sampled_from(["master_metadata_track_name", "username", "skipped"]))] = \
+                data.draw(st.sampled_from([5, ["a"], {"n": "a"}]))
         elif kind == "bytes":
             rec["master_metadata_track_name"] += MARK
         elif kind == "podcast":
@@ -220,6 +248,8 @@ def test_spotify_keeps_valid_and_rejects_corrupted(data):
         kinds.append(kind)
     raw = json.dumps(recs, ensure_ascii=False, indent=data.draw(st.sampled_from([None, 2]))).encode("utf-8")
     raw = raw.replace(MARK.encode("utf-8"), b"\xff")
+    deep = b'"]}", "deep": ' + data.draw(deep_json).encode()
+    raw = raw.replace(json.dumps(DEEP_MARK, ensure_ascii=False).encode(), deep)
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "Streaming_History_Audio_2023_0.json")
         with open(path, "wb") as f:
@@ -239,24 +269,30 @@ def test_spotify_keeps_valid_and_rejects_corrupted(data):
 def test_csv_keeps_valid_and_rejects_corrupted(data):
     n = data.draw(st.integers(1, 20))
     quoting = data.draw(st.booleans())   # names with ',', '"' or line breaks need the csv-module path
-    text_names = names if quoting else st.text("abcxyz019 éü", max_size=8).map(lambda s: "N" + s)
+    plain_names = st.text("abcxyz019 éü", max_size=8).map(lambda s: "N" + s)
+    text_names = names if quoting else plain_names
     out = io.StringIO()
     w = csv.writer(out, lineterminator="\n")
     w.writerow(["user", "artist", "track", "timestamp", "play_count"])
     line, valid, bad = 2, [], []
     chunks = [out.getvalue().encode()]
+    plain_next = False       # the row after an unclosed quote: valid and without quotes
     for _ in range(n):
-        kind = data.draw(st.sampled_from([None, None, None, "bad_ts", "bad_count", "fewer", "more", "bytes"]))
-        track = data.draw(text_names)
-        if quoting and kind != "bytes" and data.draw(st.booleans()):
+        kind = None if plain_next else data.draw(st.sampled_from(
+            [None, None, None, "bad_ts", "bad_count", "fewer", "more", "bytes", "unclosed"]))
+        plain = plain_next or kind == "unclosed"
+        plain_next = kind == "unclosed"
+        track = data.draw(plain_names if plain else text_names)
+        if quoting and not plain and kind != "bytes" and data.draw(st.booleans()):
             track += "\nsecond line"
         ts = data.draw(epochs)
-        row = ["u" + str(data.draw(st.integers(0, 3))), data.draw(text_names), track,
+        row = ["u" + str(data.draw(st.integers(0, 3))), data.draw(plain_names if plain else text_names), track,
                str(ts) if data.draw(st.booleans()) else iso(ts), str(data.draw(st.integers(0, 50)))]
         if kind == "bad_ts":
-            row[3] = data.draw(st.sampled_from(["yesterday", "2020-02-30", "12:00", "-5"]))
+            row[3] = data.draw(st.sampled_from(["yesterday", "2020-02-30", "12:00", "-5", "1e308", "nan",
+                                                "0001-01-01", "9999-12-31T00:00:00Z", "-2009-05-04T23:08:57Z"]))
         elif kind == "bad_count":
-            row[4] = data.draw(st.sampled_from(["x", "-3", "1.5"]))
+            row[4] = data.draw(st.sampled_from(["x", "-3", "1.5", "1e30", "99999999999999999999", "10000000000"]))
         elif kind == "fewer":
             row = row[:data.draw(st.integers(1, 4))]
         elif kind == "more":
@@ -266,6 +302,8 @@ def test_csv_keeps_valid_and_rejects_corrupted(data):
         raw = buf.getvalue().encode("utf-8")
         if kind == "bytes":
             raw = insert_bad_byte(data, raw[:-1]) + b"\n"
+        elif kind == "unclosed":                  # the artist's quote is never closed
+            raw = (row[0] + ',"' + ",".join(row[1:]) + "\n").encode("utf-8")
         chunks.append(raw)
         (valid if kind is None else bad).append(line)
         line += raw.count(b"\n")
@@ -275,3 +313,64 @@ def test_csv_keeps_valid_and_rejects_corrupted(data):
             f.write(b"".join(chunks))
         tables = run_reader("csv", path)
     check(tables, valid, bad)
+
+
+# ---- Parquet with typed columns: floats, NaN, durations, datetimes, dates --------------------
+
+UTC = dt.timezone.utc
+
+
+@SETTINGS
+@given(st.data())
+def test_parquet_keeps_valid_and_rejects_corrupted(data):
+    n = data.draw(st.integers(1, 20))
+    id_type = data.draw(st.sampled_from(["int", "float", "text"]))
+    ts_type = data.draw(st.sampled_from(["datetime", "date", "int", "float", "text"]))
+    count_type = data.draw(st.sampled_from(["int", "float", "text"]))
+    ms_type = data.draw(st.sampled_from(["int", "float", "duration", "text"]))
+    good_id = {"int": lambda u: u, "float": float, "text": lambda u: f"u{u}"}[id_type]
+    bad_ids = {"int": [None], "float": [None, 1.5, math.nan, 1e30], "text": [None, "", "  "]}[id_type]
+
+    def good_ts(t):
+        return {"datetime": lambda: dt.datetime.fromtimestamp(t, UTC).replace(tzinfo=None),
+                "date": lambda: dt.datetime.fromtimestamp(t, UTC).date(), "int": lambda: t,
+                "float": lambda: t + 0.25, "text": lambda: iso(t)}[ts_type]()
+    bad_ts = {"datetime": [dt.datetime(1, 1, 1), dt.datetime(9999, 12, 31), dt.datetime(1969, 12, 31, 23)],
+              "date": [dt.date(1, 1, 1), dt.date(2100, 1, 1), dt.date(1969, 12, 31)],
+              "int": [-5, 5_000_000_000, 10**15], "float": [-0.5, 1e308, math.nan, math.inf],
+              "text": [b for b in BAD_ISO if b != "0"]}[ts_type]   # "0" is Unix second 0
+    good_count = {"int": lambda k: k, "float": float, "text": str}[count_type]
+    bad_counts = {"int": [None, -1, 10**12], "float": [None, 1.5, math.nan, 1e30, -2.0],
+                  "text": [None, "x", "1.5", "1e30", "-3"]}[count_type]
+    good_ms = {"int": lambda m: m, "float": lambda m: m + 0.4, "text": str,
+               "duration": lambda m: dt.timedelta(milliseconds=m)}[ms_type]
+    bad_ms = {"int": [-1, 10**13], "float": [math.nan, math.inf, -5.0, 1e30], "text": ["x", "-1", "1e30"],
+              "duration": [dt.timedelta(milliseconds=-1), dt.timedelta(days=100_000)]}[ms_type]
+    cols = {"user": [], "artist": [], "timestamp": [], "play_count": [], "ms_played": []}
+    bad = []
+    for _ in range(n):
+        kind = data.draw(st.sampled_from([None, None, None, "id", "ts", "count", "ms"]))
+        cols["user"].append(data.draw(st.sampled_from(bad_ids)) if kind == "id" else
+                            good_id(data.draw(st.integers(0, 9))))
+        cols["artist"].append(good_id(data.draw(st.integers(0, 99))))
+        cols["timestamp"].append(data.draw(st.sampled_from(bad_ts)) if kind == "ts" else
+                                 data.draw(st.one_of(st.none(), epochs.map(good_ts))))
+        cols["play_count"].append(data.draw(st.sampled_from(bad_counts)) if kind == "count" else
+                                  good_count(data.draw(st.integers(0, 50))))
+        cols["ms_played"].append(data.draw(st.sampled_from(bad_ms)) if kind == "ms" else
+                                 data.draw(st.one_of(st.none(), st.integers(0, 10**7).map(good_ms))))
+        bad.append(kind is not None)
+    types = {"int": pl.Int64, "float": pl.Float64, "text": pl.String, "datetime": pl.Datetime("us"),
+             "date": pl.Date, "duration": pl.Duration("us")}
+    df = pl.DataFrame({"user": pl.Series(cols["user"], dtype=types[id_type], strict=False),
+                       "artist": pl.Series(cols["artist"], dtype=types[id_type]),
+                       "timestamp": pl.Series(cols["timestamp"], dtype=types[ts_type], strict=False),
+                       "play_count": pl.Series(cols["play_count"], dtype=types[count_type], strict=False),
+                       "ms_played": pl.Series(cols["ms_played"], dtype=types[ms_type], strict=False),
+                       "extra": [[i] for i in range(n)]})
+    assert df.null_count().row(0) == tuple(pl.Series(v).null_count() for v in cols.values()) + (0,)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "log.parquet")
+        df.write_parquet(path)
+        tables = run_reader("parquet", path)
+    check(tables, [i + 1 for i in range(n) if not bad[i]], [i + 1 for i in range(n) if bad[i]])

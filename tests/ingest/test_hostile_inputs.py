@@ -271,3 +271,20 @@ def test_csv_iso_and_numeric_timestamps_share_one_range(tmp_path):
     t = read("csv", f)
     assert t.plays["source_row"].to_list() == [2]
     assert sorted(reasons(t)) == [3, 4, 5, 6, 7, 8]
+
+
+# ---- Text that is valid JSON but not Unicode ----------------------------------------------------------
+
+def test_unpaired_surrogate_escapes_are_rejects(tmp_path):
+    f = tmp_path / "listens.jsonl"
+    bad = json.dumps(listen(1_600_000_100)).replace('"A"', '"\\ud800x"')
+    write_jsonl(f, [listen(1_600_000_000), bad])
+    t = read("listenbrainz", f)
+    assert t.plays["source_row"].to_list() == [1] and "surrogate" in reasons(t)[2]
+    t.rejects.frame()                                    # the raw text is storable
+    g = tmp_path / "Streaming_History_Audio_2023.json"
+    uri = stream("2023-03-01T18:25:05Z", 5)
+    uri["spotify_track_uri"] = "spotify:track:\udc80"
+    g.write_text(json.dumps([stream("2023-03-01T18:22:05Z", 1), uri]))
+    t = read("spotify-history", g)
+    assert t.plays["source_row"].to_list() == [1] and "surrogate" in reasons(t)[2]

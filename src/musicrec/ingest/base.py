@@ -327,10 +327,22 @@ def json_records(path, source: str, rejects: Rejects) -> Iterator[tuple[int, obj
     yield from _json_lines(text, source, file, rejects)
 
 
+_UNPAIRED = re.compile("[\ud800-\udfff]")
+
+
+def unpaired_surrogate(row: dict) -> str | None:
+    """Reason when a text value of a parsed JSON record holds an unpaired surrogate escape
+    (``"\\ud800"``: valid JSON, but not Unicode text any table can store); else None."""
+    for key, v in row.items():
+        if isinstance(v, str) and _UNPAIRED.search(v):
+            return f"bad {key}: an unpaired surrogate escape (not Unicode text)"
+    return None
+
+
 def json_raw(rec) -> str:
     """A parsed record as JSON text for a reject's ``raw`` (never raises)."""
     try:
-        return json.dumps(rec, ensure_ascii=False)[:500]
+        return _UNPAIRED.sub("\ufffd", json.dumps(rec, ensure_ascii=False)[:500])
     except (ValueError, TypeError, RecursionError):
         return repr(type(rec))
 

@@ -19,8 +19,8 @@ from pathlib import Path
 import polars as pl
 
 from musicrec import MusicrecError
-from musicrec.ingest.base import (Rejects, SourceTables, check, drop_header, int_expr, no_rows_error,
-                                  read_lines, split_fields, take_valid)
+from musicrec.ingest.base import (MAX_PLAY_COUNT, Rejects, SourceTables, check, drop_header, int_expr,
+                                  no_rows_error, read_lines, split_fields, take_valid)
 
 SOURCE = "hetrec-lastfm-2k"
 FILES = {  # file -> header (also the column names)
@@ -63,7 +63,9 @@ def read_hetrec(path) -> SourceTables:
 
     df, file = _read(folder, "user_artists.dat", rejects)
     df = check(df, *_numeric(["userID", "artistID", "weight"]),
-               (int_expr("weight") < 0, pl.format("negative weight {}", pl.col("weight"))))
+               (int_expr("weight") < 0, pl.format("negative weight {}", pl.col("weight"))),
+               (int_expr("weight") > MAX_PLAY_COUNT,
+                pl.format(f"weight {{}} over {MAX_PLAY_COUNT} plays", pl.col("weight"))))
     ua = take_valid(df, SOURCE, file, rejects)
     if ua.height == 0:
         raise no_rows_error(SOURCE, [file], rejects)

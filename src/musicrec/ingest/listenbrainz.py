@@ -28,7 +28,8 @@ import polars as pl
 
 from musicrec import MusicrecError
 from musicrec.ingest.base import (MAX_EPOCH_S, MAX_MS, Rejects, SourceTables, first_per_key, input_files,
-                                  json_raw, json_records, name_keys, no_rows_error, track_name_keys)
+                                  json_raw, json_records, name_keys, no_rows_error, track_name_keys,
+                                  unpaired_surrogate)
 
 SOURCE = "listenbrainz"
 
@@ -143,6 +144,8 @@ def read_listenbrainz(path, user: str | None = None) -> SourceTables:
         for record, rec in json_records(f, SOURCE, rejects):
             looked_like_listens |= isinstance(rec, dict) and ("track_metadata" in rec or "listened_at" in rec)
             row, reason = _parse(rec, user, fallback)
+            if row is not None and (reason := unpaired_surrogate(row)):
+                row = None
             if row is None:
                 rejects.add(SOURCE, str(f), record, reason, json_raw(rec))
             else:

@@ -25,7 +25,8 @@ import polars as pl
 
 from musicrec import MusicrecError
 from musicrec.ingest.base import (MAX_MS, TIME_RANGE, Rejects, SourceTables, first_per_key, input_files,
-                                  iso_expr, json_raw, json_records, name_keys, no_rows_error)
+                                  iso_expr, json_raw, json_records, name_keys, no_rows_error,
+                                  unpaired_surrogate)
 
 SOURCE = "spotify-history"
 DEFAULT_USER = "me"
@@ -92,6 +93,8 @@ def read_spotify(path, user: str | None = None) -> SourceTables:
             elif isinstance(rec, dict) and "endTime" in rec and "msPlayed" in rec:
                 old_format += 1
             row, reason = _parse(rec, user)
+            if row is not None and (reason := unpaired_surrogate(row)):
+                row = None
             if row is None:
                 rejects.add(SOURCE, str(f), record, reason, json_raw(rec))
             elif "skip" in row:
