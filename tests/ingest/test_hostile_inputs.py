@@ -133,12 +133,16 @@ def test_deep_json_array_record_is_a_reject_and_the_rest_is_read(tmp_path):
     assert list(reasons(t)) == [2] and "nested" in reasons(t)[2]
 
 
-@pytest.mark.parametrize("text", [DEEP, '{"payload": ' + DEEP + "}", "{" * 100_000])
-def test_deep_json_file_is_a_one_line_error(tmp_path, text):
-    f = tmp_path / "listens.json"
+@pytest.mark.parametrize("text, says", [(DEEP, "nested too deeply"), ("[" * 100_000, "nested too deeply"),
+                                        ('{"payload": ' + DEEP + "}", "nested too deeply"),
+                                        ("{" * 100_000, "broken JSON")])
+@pytest.mark.parametrize("source, name", [("listenbrainz", "listens.json"),
+                                          ("spotify-history", "Streaming_History_Audio_1.json")])
+def test_deep_json_file_is_a_one_line_error(tmp_path, text, says, source, name):
+    f = tmp_path / name
     f.write_text(text)
-    with pytest.raises(MusicrecError) as exc:
-        read("listenbrainz", f)
+    with pytest.raises(MusicrecError, match=says) as exc:
+        read(source, f)
     assert "\n" not in str(exc.value)
 
 

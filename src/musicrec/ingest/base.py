@@ -112,6 +112,8 @@ MAX_MS = 10**12
 MAX_PLAY_COUNT = 10**9
 #: JSON deeper than the parser's recursion limit: the reason a record (or file) is refused with.
 TOO_DEEP = "JSON nested too deeply"
+#: how the reasons of records that could not be parsed at all begin (see ``json_records``)
+UNPARSED = ("broken JSON", "undecodable", TOO_DEEP, "unreadable JSON")
 
 
 def input_files(path, patterns: tuple[str, ...], what: str, exclude: tuple[str, ...] = ()) -> list[Path]:

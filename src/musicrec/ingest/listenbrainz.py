@@ -27,7 +27,7 @@ from pathlib import Path
 import polars as pl
 
 from musicrec import MusicrecError
-from musicrec.ingest.base import (MAX_EPOCH_S, MAX_MS, Rejects, SourceTables, first_per_key, input_files,
+from musicrec.ingest.base import (MAX_EPOCH_S, MAX_MS, UNPARSED, Rejects, SourceTables, first_per_key, input_files,
                                   json_raw, json_records, name_keys, no_rows_error, track_name_keys,
                                   unpaired_surrogate)
 
@@ -152,7 +152,7 @@ def read_listenbrainz(path, user: str | None = None) -> SourceTables:
                 row["record"] = record
                 rows.append(row)
     if not rows:
-        unparsed = all(r["reason"].startswith(("broken JSON", "undecodable")) for r in rejects.rows)
+        unparsed = all(r["reason"].startswith(UNPARSED) for r in rejects.rows)
         if looked_like_listens or unparsed:          # unparsed includes an empty input
             raise no_rows_error(SOURCE, files, rejects)
         raise MusicrecError(f"{SOURCE}: {path} does not look like a ListenBrainz listen export "

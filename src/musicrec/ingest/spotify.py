@@ -24,7 +24,7 @@ from __future__ import annotations
 import polars as pl
 
 from musicrec import MusicrecError
-from musicrec.ingest.base import (MAX_MS, TIME_RANGE, Rejects, SourceTables, first_per_key, input_files,
+from musicrec.ingest.base import (MAX_MS, TIME_RANGE, UNPARSED, Rejects, SourceTables, first_per_key, input_files,
                                   iso_expr, json_raw, json_records, name_keys, no_rows_error,
                                   unpaired_surrogate)
 
@@ -107,7 +107,7 @@ def read_spotify(path, user: str | None = None) -> SourceTables:
         if old_format:
             raise MusicrecError(f"{SOURCE}: {path} is the short account-data StreamingHistory format (no track "
                                 "URIs); request the Extended streaming history from Spotify instead")
-        if all(r["reason"].startswith(("broken JSON", "undecodable")) for r in rejects.rows):
+        if all(r["reason"].startswith(UNPARSED) for r in rejects.rows):
             raise no_rows_error(SOURCE, files, rejects)          # also an empty input
         raise MusicrecError(f"{SOURCE}: {path} does not look like a Spotify Extended Streaming History "
                             "(no record has 'ts')")
