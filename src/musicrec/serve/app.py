@@ -17,7 +17,9 @@ body that is not one JSON object gets a 422 that shows an example. Every error i
 every path but ``/health``, the web page and the API docs needs ``Authorization: Bearer KEY`` or
 ``X-API-Key: KEY``. The read endpoints run on the event loop: they are short CPU work (about
 0.3-2 ms), and a hop to the thread pool made them 2.4x slower under load (benchmarks/serve_load.py);
-posting plays and reloading (store writes, index builds) run in the thread pool. The recommendation
+posting plays and reloading (store writes, index builds) run in the thread pool, and so does a session
+request naming more than ``guards.FEW_NAMES`` ids, artists or tags (fuzzy name matching). Limits on
+what one request may ask (names, timestamps, Host header, reload folders) live in ``guards``. The recommendation
 endpoints answer pre-encoded JSON (``musicrec.serve.responses``): the same bytes without validating
 every item card against the response model, which stays on the route for the docs. Each request reads ``holder.service`` once,
 and a reload replaces that reference only after the new Service is fully built, so a request
