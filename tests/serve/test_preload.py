@@ -7,11 +7,17 @@ import shutil
 
 import numpy as np
 import pytest
+from serve_helpers import train_bundle
 
-from musicrec.serve.preload import UserQueries
+from musicrec.serve.preload import UserCandidates, UserQueries
 from musicrec.serve.service import Service
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def sknn_dir(hetrec) -> str:
+    return train_bundle("sknn", hetrec["split"], str(hetrec["root"] / "sknn"))
 
 
 def _sessions(svc: Service, n: int = 12) -> list[list[str]]:
@@ -62,3 +68,30 @@ def test_posted_plays_bypass_the_cached_query(gru_dir, thirty, tmp_path):
     after = svc.recommend_user(user, k=10)
     assert calls == [1]                           # encoded again, with the posted plays
     assert [c["item_id"] for c in after] != [c["item_id"] for c in before]
+
+
+@pytest.mark.parametrize("fixture", ["ease_dir", "sknn_dir"])
+def test_precomputed_candidates_give_the_live_answers(fixture, request):
+    svc = Service.load(request.getfixturevalue(fixture))
+    assert svc.user_candidates is not None and svc.user_candidates.n_cached == svc.train.n_users
+    live = Service.load(request.getfixturevalue(fixture))
+    live.user_candidates = None
+    for n in (0, 5, 17, 40):
+        user = svc.bundle.users["source_id"][n]
+        for options in ({"k": 10}, {"k": 3, "max_per_artist": 1}, {"k": 10, "exclude_seen": False}):
+            got = svc.recommend_user(user, **options)
+            want = live.recommend_user(user, **options)
+            assert [c["item_id"] for c in got] == [c["item_id"] for c in want]
+            assert [c["reason"] for c in got] == [c["reason"] for c in want]
+            np.testing.assert_allclose([c["score"] for c in got], [c["score"] for c in want], rtol=1e-5, atol=1e-6)
+
+
+def test_candidates_computed_on_first_request_beyond_the_eager_ones(ease_dir):
+    svc = Service.load(ease_dir)
+    lazy = UserCandidates(svc.model, svc.train, eager_users=0)
+    assert lazy.n_cached == 0
+    idx, scores = lazy(7, 20)
+    assert lazy.n_cached == 1 and idx.shape == (1, 20)
+    np.testing.assert_array_equal(idx, svc.user_candidates(7, 20)[0])
+    assert not np.isin(idx, svc.train.user_sequences[7]).any()     # never a played item
+    assert lazy(7, lazy.n + 1) is None                              # more than kept: score live
