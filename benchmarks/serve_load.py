@@ -224,7 +224,7 @@ def start_server(model_dir: str, port: int, extra: list[str], log: str | None = 
                 continue
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
-                s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                s.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
                 if b" 200 " in s.recv(200):
                     return proc
         except OSError:
