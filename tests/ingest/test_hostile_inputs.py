@@ -247,6 +247,15 @@ def test_csv_header_with_an_unclosed_quote_is_a_one_line_error(tmp_path):
     assert "\n" not in str(exc.value)
 
 
+@pytest.mark.parametrize("last", ['u9,c,"d', 'u9,c,"d\n', 'u9,c,"d\ne\n\n'])
+def test_csv_quote_open_at_the_end_of_the_file_is_a_reject(tmp_path, last):
+    f = tmp_path / "log.csv"
+    f.write_text("user,artist,track\nu1,a,b\n" + last)
+    t = read("csv", f)
+    assert t.plays["source_row"].to_list() == [2]
+    assert list(reasons(t)) == [3] and "never closed" in reasons(t)[3]
+
+
 def test_csv_line_breaks_inside_quotes_still_read(tmp_path):
     f = tmp_path / "log.csv"
     f.write_text('user,artist,track\nu1,a,"two\nlines"\nu2,b,"three,\nlines,\nhere"\nu3,c,t\n')

@@ -83,17 +83,26 @@ class _Lines:
 
     def __init__(self, numbered: Iterator[tuple[int, str]]):
         self.numbered, self.pending, self.used = numbered, collections.deque(), []
+        self.exhausted = False       # the current record asked past the last line (only inside a quote)
 
     def __iter__(self):
         return self
 
     def __next__(self) -> str:
-        item = self.pending.popleft() if self.pending else next(self.numbered)
+        if self.pending:
+            item = self.pending.popleft()
+        else:
+            try:
+                item = next(self.numbered)
+            except StopIteration:
+                self.exhausted = True
+                raise
         self.used.append(item)
         return item[1]
 
     def take(self) -> list[tuple[int, str]]:
-        used, self.used = self.used, []
+        """The lines the record just read used; starts the next record."""
+        used, self.used, self.exhausted = self.used, [], False
         return used
 
     def again(self, lines: list[tuple[int, str]]) -> None:
@@ -156,6 +165,7 @@ def _csv_quoted(byte_lines: Iterator[bytes], sep: str, source: str, file: str, f
             state["rejects"].add(source, file, used[0][0], f"unparsable CSV: {exc}{again}", used[0][1][:-1])
             lines.again(used[1:])
             continue
+        ended_in_quote = lines.exhausted
         used = lines.take()
         if not row:
             continue
@@ -166,6 +176,10 @@ def _csv_quoted(byte_lines: Iterator[bytes], sep: str, source: str, file: str, f
                                  f"{len(used) - 1} line(s) holding records of their own; line {record} "
                                  "rejected, the lines after it read again", used[0][1][:-1])
             lines.again(used[1:])
+            continue
+        if ended_in_quote:                            # every line ends in "\n": the file ended in a quote
+            state["rejects"].add(source, file, record, f"unclosed quote: the quoted field opened on line {record} "
+                                 "is never closed (the file ends inside it)", used[0][1][:-1])
             continue
         ok = len(row) == len(header)
         rows.append(row if ok else [None] * len(header))
