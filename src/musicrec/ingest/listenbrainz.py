@@ -14,6 +14,10 @@ else ``name:<artist>|<track>``. MBIDs come from ``additional_info`` (what the pl
 failing that, ``mbid_mapping`` (ListenBrainz's own match). ``duration_ms`` (or ``duration`` in
 seconds) gives the track duration; how long the listen lasted is unknown (``ms_played`` null).
 
+Every field used is type-checked and bounded: ``listened_at`` in [1970, 2100), a duration from 0
+(unknown) to ``MAX_MS`` (a number's text is read as the number), names text or null. A listen
+failing a check, or JSON nested too deeply to parse, is a reject with its reason.
+
 The user is the ``user`` option when given, else the listen's ``user_name``, else the
 ``user_name`` of a ``user.json`` beside the files, else the file name's stem.
 """

@@ -16,6 +16,10 @@ skipped and counted in ``SourceTables.skipped``, not rejected.
 Keys: tracks are the track URI (``spotify:track:<id>``); artists ``name:<album artist name>``
 (the export names only the album artist); users ``spotify:user:<username>``. The user is the
 ``user`` option when given, else ``username``, else ``"me"``.
+
+A stream is rejected with its reason when ``ts`` is not an ISO time in [1970, 2100), ``ms_played``
+is not an integer from 0 to ``MAX_MS``, a text field holds something else than text or null, or
+``skipped`` something else than a boolean or null.
 """
 
 from __future__ import annotations

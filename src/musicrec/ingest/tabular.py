@@ -8,8 +8,8 @@ user           listener id (required unless the ``user`` option names one listen
 artist         artist id or name (``artist`` or ``artist_name`` is required)
 track          track id or name (optional: without it the data is artist-level)
 timestamp      Unix seconds or ISO-8601 (``Z``/offset, or none meaning UTC); optional
-play_count     plays the row stands for (default 1)
-ms_played      milliseconds listened
+play_count     plays the row stands for (default 1; at most ``MAX_PLAY_COUNT``)
+ms_played      milliseconds listened (at most ``MAX_MS``; a Parquet duration is converted)
 session        the source's session id
 artist_name    display name of the artist (default: the ``artist`` value)
 track_name     display name of the track (default: the ``track`` value)
@@ -19,9 +19,16 @@ Keys are ``<source>:<value>`` (``source`` option, default ``"csv"`` for both for
 log as CSV or Parquet merges). With only ``artist_name`` / ``track_name`` columns, keys are
 name keys (``name:<artist>``, ``name:<artist>|<track>``) that merge with other sources' names.
 
+Every field is converted, bounded and type-checked (``musicrec.ingest.columns``): a bad value
+rejects its row with a reason; a Parquet column of a type its field cannot use (a list, a
+struct, a boolean) is a one-line error naming it. Timestamps must lie in [1970, 2100), on every
+path (Unix seconds, ISO text, Parquet datetimes and dates).
+
 CSV record numbers are physical line numbers (the header is line 1; a quoted field holding
 line breaks is counted correctly). A CSV without any ``"`` is split by Polars; one with quoting
-goes through Python's ``csv`` module. Parquet record numbers are 1-based row numbers.
+goes through Python's ``csv`` module, which checks that quoting did not desynchronise: a quote
+never closed (or closed rows later) rejects its line with the reason and the lines it swallowed
+are read again (see :func:`_csv_quoted`). Parquet record numbers are 1-based row numbers.
 
 :func:`iter_tabular` reads the same input as chunks, so a store can ingest a log of any size
 (``musicrec.store.Store.ingest_chunks``): one per file, one per ``CHUNK_ROWS`` rows of a bigger
