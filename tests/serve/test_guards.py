@@ -198,6 +198,7 @@ def test_reload_stays_under_the_root_and_keeps_the_old_model_on_any_failure(ease
                    for d in (outside, "/no/such/folder", "../" * 20 + "etc", "http://127.0.0.1:9/model",
                              "file:///etc", os.path.join(root, "..", "..", "x"))]
         assert len(set(refused)) == 1 and outside not in refused[0]   # nothing said about what exists
+        assert _clean(c.post("/admin/reload", json={"model_dir": "x" * 5000}), 422)
         assert c.get("/health").json()["model"] == "ease"
         # relative to the root, and absolute under it
         assert c.post("/admin/reload", json={"model_dir": os.path.basename(als_dir)}).json()["model"] == "als"

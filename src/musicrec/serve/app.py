@@ -144,7 +144,8 @@ class EventsResult(BaseModel):
 
 class ReloadRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"model_dir": "runs/als"}]})
-    model_dir: str | None = Field(None, description="another model folder; default the current one")
+    model_dir: str | None = Field(None, max_length=4096, description="another model folder under the server's "
+                                  "reload root (relative paths are read from there); default the current one")
 
 
 class Health(BaseModel):
