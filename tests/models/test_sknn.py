@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 from models_synthetic import tiny_interactions
 
 from musicrec.features.interactions import Histories
@@ -50,3 +51,19 @@ def test_item_similarity_is_session_cosine():
     sim = model.item_similarity(np.array([3]))[0]
     # item 3 is in s1 and s2; item 2 in s0 and s2 (one shared), item 4 in s2 only
     np.testing.assert_allclose(sim[[0, 2, 4]], [0.0, 1 / 2, 1 / np.sqrt(2)], rtol=1e-6)
+
+
+@pytest.mark.parametrize("decay", ["linear", "none"])
+@pytest.mark.parametrize("sample_size", [0, 3])
+def test_one_history_path_equals_the_batched_one(decay, sample_size):
+    # a served request (one row) is scored by index gathers, batches by sparse products
+    rng = np.random.default_rng(5)
+    sessions = [list(rng.choice(30, size=rng.integers(1, 8), replace=False)) for _ in range(60)]
+    train = tiny_interactions(sessions)
+    model = SKNN(k=4, sample_size=sample_size, position_decay=decay).fit(train)
+    rows = [np.array([3, 7, 3, 11]), np.array([29]), np.array([], np.int64), np.array([0, 1, 2, 3, 4, 5])]
+    users = np.array([-1, -1, -1, 2])
+    batch = model.score(Histories.from_sequences(rows, 30, users=users))
+    for r, (seq, u) in enumerate(zip(rows, users)):
+        one = model.score(Histories.from_sequences([seq], 30, users=np.array([u])))
+        np.testing.assert_allclose(one[0], batch[r], rtol=1e-5, atol=1e-6)

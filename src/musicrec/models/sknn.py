@@ -34,9 +34,15 @@ def prefix_vectors(sequences: list, n_items: int, position_decay: str) -> sp.csr
     ``"none"``: 1 per distinct item. ``"linear"``: the item at 1-based position p of a
     sequence of length L weighs p / L, so the last item counts 1 (V-SKNN).
     """
+    rows, cols, vals = prefix_entries(sequences, n_items, position_decay)
+    return sp.csr_matrix((vals, (rows, cols)), shape=(len(sequences), n_items))
+
+
+def prefix_entries(sequences: list, n_items: int, position_decay: str):
+    """The nonzeros of ``prefix_vectors``: rows, items (N,) int64 and weights (N,) float32."""
     lengths = np.array([len(s) for s in sequences], dtype=np.int64)
     if lengths.sum() == 0:
-        return sp.csr_matrix((len(sequences), n_items), dtype=np.float32)
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
     rows = np.repeat(np.arange(len(sequences)), lengths)
     cols = np.concatenate(sequences).astype(np.int64)
     starts = np.repeat(np.cumsum(lengths) - lengths, lengths)
@@ -46,8 +52,14 @@ def prefix_vectors(sequences: list, n_items: int, position_decay: str) -> sp.csr
     keys = (rows * n_items + cols)[::-1]
     _, first = np.unique(keys, return_index=True)
     keep = len(cols) - 1 - first
-    return sp.csr_matrix((vals[keep].astype(np.float32), (rows[keep], cols[keep])),
-                         shape=(len(sequences), n_items))
+    return rows[keep], cols[keep], vals[keep].astype(np.float32)
+
+
+def row_entries(m: sp.csr_matrix, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Column indices of CSR ``m``'s ``rows``, concatenated (N,), and each row's count (R,)."""
+    starts, lengths = m.indptr[rows], m.indptr[rows + 1] - m.indptr[rows]
+    take = np.repeat(starts - (np.cumsum(lengths) - lengths), lengths) + np.arange(lengths.sum())
+    return m.indices[take], lengths
 
 
 def first_per_row(row: np.ndarray, key: np.ndarray, k: int) -> np.ndarray:
@@ -149,12 +161,38 @@ class SKNN(Recommender):
         """Summed neighbour similarities per item, shape (B, I)."""
         self._check_fitted()
         out = np.empty((len(histories), self.sessions_.shape[1]), dtype=np.float32)
+        if len(histories) == 1:         # a served request
+            out[0] = self._score_one(np.asarray(histories.sequences[0]), int(np.asarray(histories.users)[0]))
+            return out
         for start in range(0, len(histories), BATCH):
             part = slice(start, start + BATCH)
             batch = Histories(histories.matrix[part], histories.sequences[part], np.asarray(histories.users)[part])
             votes = (self.neighbors(batch) @ self.sessions_).toarray()
             out[part] = np.where(votes > 0, votes, self.fallback_)
         return out
+
+    def _score_one(self, sequence: np.ndarray, user: int) -> np.ndarray:
+        """``score`` of one history (I,) by index gathers, the same steps as ``neighbors`` for one
+        row: a dozen one-row scipy products cost more in bookkeeping than in arithmetic (30Music
+        session: 0.5 ms instead of 1.5 ms)."""
+        n_items = self.sessions_.shape[1]
+        _, items, w = prefix_entries([sequence], n_items, self.position_decay)
+        if not len(items):
+            return self.fallback_.copy()
+        sessions, counts = row_entries(self.item_sessions_, items)
+        col, inverse = np.unique(sessions, return_inverse=True)
+        val = np.bincount(inverse, weights=np.repeat(w, counts)).astype(np.float32)
+        if user >= 0:
+            mine = self.train_.session_user[col] == user
+            col, val = col[~mine], val[~mine]
+        if self.sample_size > 0:
+            keep = np.argsort(self.recency_[col], kind="stable")[: int(self.sample_size)]
+            col, val = col[keep], val[keep]
+        sims = val / (np.float32(np.sqrt(len(items))) * self.session_norm_[col])
+        best = np.lexsort((self.recency_[col], -sims))[: int(self.k)]
+        voted, counts = row_entries(self.sessions_, col[best])
+        votes = np.bincount(voted, weights=np.repeat(sims[best], counts), minlength=n_items)
+        return np.where(votes > 0, votes, self.fallback_).astype(np.float32)
 
     def item_similarity(self, items: np.ndarray, columns: np.ndarray | None = None) -> np.ndarray:
         """Cosine of items over training sessions (how often they share one), shape (B, I), or
