@@ -271,3 +271,75 @@ def test_the_cli_says_one_line_and_exits_nonzero(folders, tmp_path, model, case,
 def test_untouched_folders_still_load_and_answer(folders, model):
     bundle = ModelBundle.load(str(folders[model]))
     assert bundle.recommend_user("0", k=3)
+
+
+# ---------------------------------------------------------------- ONNX exports and size caps
+@pytest.fixture(scope="module")
+def exported(folders, tmp_path_factory) -> Path:
+    """The sasrec folder with an ONNX export beside its weights."""
+    from musicrec.models.compress import export_onnx
+    from musicrec.models.registry import load_model
+
+    folder = tmp_path_factory.mktemp("onnx") / "sasrec"
+    shutil.copytree(folders["sasrec"], folder)
+    export_onnx(load_model(str(folder)), str(folder))
+    return folder
+
+
+def edit_json(file: str, change):
+    def apply(folder: Path):
+        meta = json.loads((folder / file).read_text())
+        change(meta)
+        (folder / file).write_text(json.dumps(meta))
+    return apply
+
+
+ONNX = [
+    ("network.onnx garbage", lambda f: (f / json.loads((f / "network.json").read_text())["serve"]).write_bytes(
+        b"\x08\x07garbage" * 50)),
+    ("network.json not JSON", write("network.json", "{")),
+    ("network.json a JSON array", write("network.json", "[]")),
+    ("network.json names no network", edit_json("network.json", lambda m: m.pop("serve"))),
+    ("item vectors of another catalogue", npz_edit("item_vectors.npz",
+                                                   set_key("item_vectors", lambda v, a: v[:-1]))),
+]
+
+
+@pytest.mark.parametrize("case,tamper", ONNX, ids=[c[0] for c in ONNX])
+def test_a_damaged_onnx_export_is_one_line_error(exported, tmp_path, monkeypatch, case, tamper):
+    from musicrec.models.registry import load_model
+
+    monkeypatch.setenv("MUSICREC_ONNX", "auto")
+    folder = tmp_path / "sasrec"
+    shutil.copytree(exported, folder)
+    assert load_model(str(folder)).scorer.startswith("onnxruntime")   # the export is used when intact
+    tamper(folder)
+    with pytest.raises(MusicrecError) as err:
+        load_model(str(folder))
+    assert "\n" not in str(err.value)
+    assert "network" in str(err.value) or "item_vectors" in str(err.value)
+
+
+@pytest.mark.parametrize("name,params,word", [
+    ("multvae", {"hidden_dims": [10**6]}, "hidden_dims"),
+    ("multvae", {"hidden_dims": [8] * 100}, "hidden_dims"),
+    ("nextitnet", {"dilations": "1,2,100000"}, "dilations"),
+    ("nextitnet", {"n_blocks": 10**6}, "n_blocks"),
+    ("caser", {"n_h": 10**7}, "n_h"),
+    ("two-tower", {"content_hidden": 10**7}, "content_hidden"),
+    ("gru4rec", {"n_layers": 1000}, "n_layers"),
+    ("bpr", {"factors": 10**6}, "factors"),
+    ("bpr", {"factors": 1.5}, "factors"),
+])
+def test_sizes_beyond_the_caps_are_refused_before_building(name, params, word):
+    from musicrec.models.validate import check_params
+
+    with pytest.raises(MusicrecError, match=rf"^config\.json: {name}: {word} "):
+        check_params(registry.create(name, **params), "config.json")
+
+
+@pytest.mark.parametrize("name", list(registry.MODELS))
+def test_default_parameters_pass_the_load_checks(name):
+    from musicrec.models.validate import check_params
+
+    check_params(registry.create(name), "config.json")

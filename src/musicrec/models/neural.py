@@ -243,9 +243,26 @@ class NeuralRecommender(Recommender):
     @classmethod
     def load_from(cls, path: str, params: dict) -> "NeuralRecommender":
         model = super().load_from(path, params)
+        from musicrec import MusicrecError, fsio
+        from musicrec.models.compress import NETWORK_JSON
         from musicrec.models.onnx_runtime import attach
 
-        attach(model, path)          # scores through ONNX Runtime when the folder has an export
+        # scores through ONNX Runtime when the folder has an export; a damaged export is a
+        # one-line error naming it (ONNX Runtime's own errors, InvalidProtobuf, Fail, ..., derive
+        # from Exception only, so nothing narrower catches them)
+        file = fsio.join(path, NETWORK_JSON)
+        try:
+            attach(model, path)
+        except MusicrecError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - see above
+            raise MusicrecError(f"{file}: unusable ONNX export ({type(exc).__name__}: {fsio.first_line(exc)}); "
+                                "export it again (`musicrec compress export`) or delete it") from None
+        scorer = getattr(model, "scorer_", None)
+        items = getattr(scorer, "items", None)
+        if items is not None and (items.ndim != 2 or items.shape[0] != model.train_.n_items):
+            raise MusicrecError(f"{file}: the exported item vectors have shape {tuple(items.shape)}, expected "
+                                f"({model.train_.n_items}, *) for interactions.npz")
         return model
 
     @property
