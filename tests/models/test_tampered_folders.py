@@ -343,3 +343,23 @@ def test_default_parameters_pass_the_load_checks(name):
     from musicrec.models.validate import check_params
 
     check_params(registry.create(name), "config.json")
+
+
+def test_an_array_header_declaring_a_huge_array_is_one_line_error(folders, tmp_path):
+    """A .npy header can declare any shape: reading it must not take the process down."""
+    import io
+    import zipfile
+
+    from numpy.lib import format as npy
+
+    def huge(folder: Path):
+        header = io.BytesIO()
+        npy.write_array_header_1_0(header, {"descr": "<f8", "fortran_order": False, "shape": (10**12,)})
+        with zipfile.ZipFile(folder / IX, "a") as z:
+            z.writestr("m_data_huge.npy", header.getvalue() + b"\0" * 64)
+
+    folder = tampered(folders, tmp_path, "itemknn", huge)
+    proc = subprocess.run([sys.executable, "-c", LOAD_AND_USE, str(folder)], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 1, (proc.returncode, proc.stderr[-2000:])
+    one_line_naming(proc.stdout, IX)
