@@ -300,6 +300,8 @@ ONNX = [
     ("network.json not JSON", write("network.json", "{")),
     ("network.json a JSON array", write("network.json", "[]")),
     ("network.json names no network", edit_json("network.json", lambda m: m.pop("serve"))),
+    ("network.json points outside the folder", edit_json("network.json", lambda m: m.update(serve="../network.onnx"))),
+    ("item vectors outside the folder", edit_json("network.json", lambda m: m.update(item_vectors="/etc/passwd"))),
     ("item vectors of another catalogue", npz_edit("item_vectors.npz",
                                                    set_key("item_vectors", lambda v, a: v[:-1]))),
 ]

@@ -115,9 +115,7 @@ class EASE(Recommender):
     def _fit(self, train: Interactions) -> None:
         from threadpoolctl import threadpool_limits   # 60 ms to import: only when fitting
 
-        self._check_number("l2", low=0, low_open=True)
-        self._check_choice("weighting", SCHEMES)
-        self._check_int("min_item_users", 1)
+        self._validate()
         users_per_item = np.diff(train.matrix.tocsc().indptr)
         active = np.flatnonzero(users_per_item >= self.min_item_users)
         if len(active) == 0:
@@ -336,7 +334,7 @@ class EASE(Recommender):
         self.fallback_ = arrays.array("fallback", "f", shape=(self.train_.n_items,))
 
     def _validate(self) -> None:
-        """The checks of ``_fit``, run on a loaded folder's parameters."""
+        """Hyperparameter checks, run by ``_fit`` and on a loaded folder's parameters."""
         self._check_number("l2", low=0, low_open=True)
         self._check_choice("weighting", SCHEMES)
         self._check_int("min_item_users", 1)

@@ -81,9 +81,7 @@ class ItemKNN(Recommender):
         }
 
     def _fit(self, train: Interactions) -> None:
-        self._check_int("neighbors", 1)
-        self._check_number("shrink", low=0)
-        self._check_choice("weighting", SCHEMES)
+        self._validate()
         sim = cosine_similarity(weight(train.matrix, self.weighting), float(self.shrink))
         # row j of the symmetric similarity = column j of S: j's nearest neighbours
         self._set_neighbors(top_per_row(sim, int(self.neighbors)))
@@ -112,7 +110,7 @@ class ItemKNN(Recommender):
         self._set_neighbors(arrays.csr("data", "indices", "indptr", (n_items, n_items)))
 
     def _validate(self) -> None:
-        """The checks of ``_fit``, run on a loaded folder's parameters."""
+        """Hyperparameter checks, run by ``_fit`` and on a loaded folder's parameters."""
         self._check_int("neighbors", 1)
         self._check_number("shrink", low=0)
         self._check_choice("weighting", SCHEMES)

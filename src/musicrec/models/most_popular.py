@@ -34,7 +34,7 @@ class MostPopular(Recommender):
         self.by = by
 
     def _fit(self, train: Interactions) -> None:
-        self._check_choice("by", BY)
+        self._validate()
         m = train.matrix.tocsc()
         if self.by == "users":
             pop = np.diff(m.indptr).astype(np.float32)
@@ -55,5 +55,5 @@ class MostPopular(Recommender):
         self.popularity_ = arrays.array("popularity", "if", shape=(self.train_.n_items,))
 
     def _validate(self) -> None:
-        """The check of ``_fit``, run on a loaded folder's parameters."""
+        """Hyperparameter check, run by ``_fit`` and on a loaded folder's parameters."""
         self._check_choice("by", BY)

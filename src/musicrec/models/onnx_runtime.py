@@ -88,9 +88,13 @@ def load(folder: str, meta: dict | None = None, mode: str | None = None, threads
         if not raw.isdigit() or int(raw) < 1:
             raise MusicrecError(f"MUSICREC_ONNX_THREADS must be a positive integer, got {raw!r}")
         threads = int(raw)
+    vectors_name = meta.get("item_vectors")
+    for file in (name, vectors_name):       # files of this folder only: never ../ or an absolute path
+        if not isinstance(file, str) or not file or file in (".", "..") or "/" in file or "\\" in file:
+            raise MusicrecError(f"{fsio.join(folder, NETWORK_JSON)}: {file!r} is not a file name in the folder")
     with fsio.open_file(fsio.join(folder, name), "rb") as fh:
         network = fh.read()
-    vectors = load_arrays(fsio.join(folder, meta["item_vectors"]))["item_vectors"]
+    vectors = load_arrays(fsio.join(folder, vectors_name))["item_vectors"]
     return OnnxScorer(network, vectors, threads=threads, name=name)
 
 

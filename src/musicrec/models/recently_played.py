@@ -57,7 +57,7 @@ class RecentlyPlayed(Recommender):
         return {"decay": trial.suggest_float("decay", 0.3, 1.0)}
 
     def _fit(self, train: Interactions) -> None:
-        self._check_number("decay", low=0, high=1, low_open=True)
+        self._validate()
         self.fallback_ = popularity_fallback(train)
 
     def score(self, histories: Histories) -> np.ndarray:
@@ -83,5 +83,5 @@ class RecentlyPlayed(Recommender):
         self.fallback_ = arrays.array("fallback", "f", shape=(self.train_.n_items,))
 
     def _validate(self) -> None:
-        """The check of ``_fit``, run on a loaded folder's parameters."""
+        """Hyperparameter check, run by ``_fit`` and on a loaded folder's parameters."""
         self._check_number("decay", low=0, high=1, low_open=True)

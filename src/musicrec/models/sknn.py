@@ -117,9 +117,7 @@ class SKNN(Recommender):
         }
 
     def _fit(self, train: Interactions) -> None:
-        self._check_int("k", 1)
-        self._check_int("sample_size", 0)
-        self._check_choice("position_decay", POSITION_DECAYS)
+        self._validate()
         self._build(train)
 
     def _build(self, train: Interactions) -> None:
@@ -219,7 +217,7 @@ class SKNN(Recommender):
         self._build(self.train_)   # from interactions.npz, checked by Interactions.load
 
     def _validate(self) -> None:
-        """The checks of ``_fit``, run on a loaded folder's parameters."""
+        """Hyperparameter checks, run by ``_fit`` and on a loaded folder's parameters."""
         self._check_int("k", 1)
         self._check_int("sample_size", 0)
         self._check_choice("position_decay", POSITION_DECAYS)

@@ -84,10 +84,7 @@ class SequentialRules(Recommender):
         return {"steps": trial.suggest_int("steps", 1, 15)}
 
     def _fit(self, train: Interactions) -> None:
-        self._check_int("steps", 1)
-        self._check_int("pruning", 0)
-        self._check_int("last_n", 1)
-        self._check_choice("weighting", WEIGHTINGS)
+        self._validate()
         rules = rule_matrix(train, int(self.steps), self.weighting)
         if self.pruning > 0:
             rules = top_per_row(rules, int(self.pruning))
@@ -129,7 +126,7 @@ class SequentialRules(Recommender):
         self._set_rules(arrays.csr("data", "indices", "indptr", (n, n)), arrays.array("fallback", "f", shape=(n,)))
 
     def _validate(self) -> None:
-        """The checks of ``_fit``, run on a loaded folder's parameters."""
+        """Hyperparameter checks, run by ``_fit`` and on a loaded folder's parameters."""
         self._check_int("steps", 1)
         self._check_int("pruning", 0)
         self._check_int("last_n", 1)
