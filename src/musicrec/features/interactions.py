@@ -192,7 +192,7 @@ class Interactions:
         is built from it: a damaged file is a one-line MusicrecError naming it, never a crash in
         scipy's kernels, which trust their indices.
         """
-        from musicrec.models.validate import StateArrays
+        from musicrec.arrays import StateArrays
 
         file = fsio.join(path, "interactions.npz")
         a = StateArrays(file, load_arrays(file))

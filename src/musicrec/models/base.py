@@ -254,7 +254,8 @@ class Recommender:
         fsspec URL). The parameters, interactions.npz and state.npz are checked before use
         (:mod:`musicrec.models.validate`): a missing, unreadable or inconsistent file is a
         one-line MusicrecError naming it."""
-        from musicrec.models.validate import StateArrays, check_config_params, check_params
+        from musicrec.arrays import StateArrays
+        from musicrec.models.validate import check_config_params, check_params
 
         config = fsio.join(os.fspath(path), "config.json")
         model = cls(**check_config_params(cls.name, params, cls().get_params(), config))
