@@ -28,6 +28,7 @@ def _sessions(svc: Service, n: int = 12) -> list[list[str]]:
 def test_deep_model_serves_through_onnx_with_the_torch_answers(gru_dir, monkeypatch):
     fast = Service.load(gru_dir)
     assert fast.health()["scorer"].startswith("onnxruntime")
+    assert fast.model.scorer_.trim          # GRU4Rec is padding-free: a session runs on its own plays only
     monkeypatch.setenv("MUSICREC_ONNX", "off")
     slow = Service.load(gru_dir)
     assert slow.health()["scorer"] == "torch"

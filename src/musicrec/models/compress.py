@@ -300,13 +300,23 @@ def memory_scorer(model, threads: int = 1):
     serve`` gives it to a deep model whose folder has no export (0.3 s at load)."""
     from musicrec.models.onnx_runtime import OnnxScorer
 
-    blob, query_net, sample = _network(model)
+    # a padding-free network (GRU4Rec, NextItNet) gives the same state for a window cut to its
+    # plays, so it is exported with a dynamic length and fed only those (a 1-5 play session
+    # instead of a 50-play window)
+    trim = bool(getattr(model, "padding_free", False))
+    blob, query_net, sample = _network(model, dynamic_length=trim)
     _checked_diff(model, blob, query_net, sample)
-    return OnnxScorer(blob, model.item_vectors(), threads=threads, name="exported at load")
+    if trim:
+        short = sample[:, -3:].clone()
+        short[3, :] = 0
+        short[3, -1] = 1                     # an all-padding row would not be cut: give it a play
+        _checked_diff(model, blob, query_net, short)
+    return OnnxScorer(blob, model.item_vectors(), threads=threads, name="exported at load", trim=trim)
 
 
-def _network(model):
-    """(ONNX bytes, torch query network, sample windows) of an exportable ``model``."""
+def _network(model, dynamic_length: bool = False):
+    """(ONNX bytes, torch query network, sample windows) of an exportable ``model``; with
+    ``dynamic_length`` the network accepts windows of any length, not only ``max_len``."""
     import torch
 
     check_exportable(model)
@@ -317,7 +327,7 @@ def _network(model):
     sample[1, : L // 2] = 0                    # padded windows, like short histories
     sample[2, :-1] = 0
     sample[3, :] = 0
-    return _export_bytes(query_net, sample), query_net, sample
+    return _export_bytes(query_net, sample, dynamic_length), query_net, sample
 
 
 def _checked_diff(model, blob: bytes, query_net, sample) -> float:
@@ -370,9 +380,9 @@ def _query_net(net):
     return QueryNet(net).eval()
 
 
-def _export_bytes(query_net, sample) -> bytes:
-    """The ONNX bytes of ``query_net`` with a dynamic batch axis. The TorchScript exporter is
-    tried first (fast, quiet); the dynamo exporter when it is gone or fails."""
+def _export_bytes(query_net, sample, dynamic_length: bool = False) -> bytes:
+    """The ONNX bytes of ``query_net`` with a dynamic batch axis (and window length). The
+    TorchScript exporter is tried first (fast, quiet); the dynamo exporter when it is gone or fails."""
     import warnings
 
     import torch
@@ -382,7 +392,8 @@ def _export_bytes(query_net, sample) -> bytes:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             torch.onnx.export(query_net, (sample,), buf, input_names=["seq"], output_names=["query"],
-                              dynamic_axes={"seq": {0: "batch"}, "query": {0: "batch"}}, opset_version=OPSET,
+                              dynamic_axes={"seq": {0: "batch", **({1: "length"} if dynamic_length else {})},
+                                            "query": {0: "batch"}}, opset_version=OPSET,
                               dynamo=False)
         return buf.getvalue()
     except Exception:  # noqa: BLE001 - any failure of the legacy exporter: try the new one
@@ -390,7 +401,9 @@ def _export_bytes(query_net, sample) -> bytes:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         program = torch.onnx.export(query_net, (sample,), input_names=["seq"], output_names=["query"],
-                                    dynamic_shapes=({0: torch.export.Dim("batch")},), dynamo=True, verbose=False)
+                                    dynamic_shapes=({0: torch.export.Dim("batch"),
+                                                     **({1: torch.export.Dim("length")} if dynamic_length else {})},),
+                                    dynamo=True, verbose=False)
     return program.model_proto.SerializeToString()
 
 

@@ -57,18 +57,28 @@ class OnnxScorer:
         Intra-op threads of the session.
     name : str
         The file the network came from (reported by ``kind``/health).
+    trim : bool
+        The network takes windows of any length and ignores padding: leading all-padding
+        columns are cut before it runs.
     """
 
     kind = "onnxruntime"
 
-    def __init__(self, network: bytes, item_vectors: np.ndarray, threads: int = 1, name: str = ""):
+    def __init__(self, network: bytes, item_vectors: np.ndarray, threads: int = 1, name: str = "",
+                 trim: bool = False):
         self.session = session(network, threads)
         self.input = self.session.get_inputs()[0].name
         self.items = np.ascontiguousarray(item_vectors, dtype=np.float32)
         self.name = name
+        self.trim = trim
 
     def queries(self, windows: np.ndarray) -> np.ndarray:
-        """(B, L) int64 windows -> (B, D) float32 query vectors."""
+        """(B, L) int64 windows -> (B, D) float32 query vectors. With ``trim`` (a padding-free
+        network exported with a dynamic length) the columns that are padding in every row are
+        cut first."""
+        if self.trim and windows.shape[1] > 1:
+            used = np.flatnonzero(np.any(windows != 0, axis=0))
+            windows = windows[:, used[0] if len(used) else windows.shape[1] - 1:]
         return self.session.run(None, {self.input: np.ascontiguousarray(windows, dtype=np.int64)})[0]
 
 
