@@ -43,7 +43,8 @@ from fastapi import APIRouter, Body, FastAPI, Path, Query, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.security import APIKeyHeader, HTTPBearer
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool,
+                      StringConstraints)
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -64,6 +65,7 @@ PUBLIC_PATHS = frozenset({"/health", "/", "/docs", "/docs/oauth2-redirect", "/op
 PUBLIC_PREFIXES = ("/static/",)
 
 Id = Annotated[str, StringConstraints(min_length=1, max_length=guards.MAX_NAME_CHARS)] | int
+JsonInt = Annotated[int, BeforeValidator(guards.json_number)]      # not true or "10" (a body's numbers)
 Timestamp = Annotated[dt.datetime | None, BeforeValidator(guards.timestamp_before),
                       AfterValidator(guards.timestamp_after)]
 
@@ -115,18 +117,18 @@ class SessionRequest(BaseModel):
     seed_artists: list[Id] = Field(default_factory=list, max_length=MAX_LIST, description="artists the listener likes")
     seed_tags: list[Annotated[str, StringConstraints(min_length=1, max_length=100)]] = Field(
         default_factory=list, max_length=50, description='genres/tags the listener likes, e.g. "shoegaze"')
-    k: int = Field(10, ge=1, le=MAX_K)
-    exclude_seen: bool = True
-    max_per_artist: int | None = Field(None, ge=1, le=MAX_PER_ARTIST)
-    diversity: float | None = Field(None, ge=0, le=1, allow_inf_nan=False,
-                                    description="MMR weight of diversity (0 = relevance only)")
+    k: JsonInt = Field(10, ge=1, le=MAX_K)
+    exclude_seen: StrictBool = True       # a JSON true/false: 0 or "no" is not silently read as one
+    max_per_artist: JsonInt | None = Field(None, ge=1, le=MAX_PER_ARTIST)
+    diversity: Annotated[float | None, BeforeValidator(guards.json_number)] = Field(
+        None, ge=0, le=1, allow_inf_nan=False, description="MMR weight of diversity (0 = relevance only)")
 
 
 class Play(BaseModel):
     model_config = ConfigDict(extra="forbid")
     item_id: Id
     timestamp: Timestamp = Field(None, description=f"ISO 8601 or Unix seconds, {guards.TIME_RANGE}; default now")
-    ms_played: int | None = Field(None, ge=0, le=guards.MAX_MS_PLAYED)
+    ms_played: JsonInt | None = Field(None, ge=0, le=guards.MAX_MS_PLAYED)
 
 
 class EventsRequest(BaseModel):
@@ -356,9 +358,11 @@ def create_app(model_dir: str, api_key: str | None = None, store_url: str | None
     _install_error_handlers(app)
     # the documented auth schemes (the middleware enforces them, before any body is read)
     documented = [Security(HTTPBearer(auto_error=False)), Security(APIKeyHeader(name="X-API-Key", auto_error=False))]
-    api = APIRouter(dependencies=documented if api_key else [], route_class=JsonBodyRoute)
+    api = APIRouter(dependencies=documented if api_key else [], route_class=JsonBodyRoute,
+                    responses=responses.errors(401) if api_key else responses.errors())
+    err = responses.errors
 
-    @app.get("/health", response_model=Health, tags=["service"])
+    @app.get("/health", response_model=Health, tags=["service"], responses=err())
     def health():
         """Liveness and the model being served."""
         return holder.service.health()
@@ -368,7 +372,8 @@ def create_app(model_dir: str, api_key: str | None = None, store_url: str | None
         """Prometheus text: requests by route and status, latency histograms, model info."""
         return Response(metrics.render(holder.service), media_type=CONTENT_TYPE_LATEST)
 
-    @api.get("/v1/users/{user_id}/recommendations", response_model=Recommendations, tags=["recommend"])
+    @api.get("/v1/users/{user_id}/recommendations", response_model=Recommendations, tags=["recommend"],
+             responses=err(404, 422))
     async def user_recommendations(
         user_id: Annotated[str, Path(max_length=300)],
         k: Annotated[int, Query(ge=1, le=MAX_K)] = 10,
@@ -382,7 +387,7 @@ def create_app(model_dir: str, api_key: str | None = None, store_url: str | None
                                    diversity=diversity)
         return responses.recommendations(svc.model.name, svc.version, user_id, items)
 
-    @api.post("/v1/recommendations", response_model=Recommendations, tags=["recommend"])
+    @api.post("/v1/recommendations", response_model=Recommendations, tags=["recommend"], responses=err(404, 413, 422))
     async def session_recommendations(body: SessionRequest):
         """The next items for an anonymous listener or a live session (no body fields: popular items)."""
         svc = holder.service
@@ -394,32 +399,34 @@ def create_app(model_dir: str, api_key: str | None = None, store_url: str | None
         items = await run_in_threadpool(call) if many else call()
         return responses.recommendations(svc.model.name, svc.version, None, items)
 
-    @api.get("/v1/items/{item_id:path}/similar", response_model=SimilarItems, tags=["recommend"])
+    @api.get("/v1/items/{item_id:path}/similar", response_model=SimilarItems, tags=["recommend"], responses=err(404, 422))
     async def similar_items(item_id: Annotated[str, Path(max_length=300)], k: Annotated[int, Query(ge=1, le=MAX_K)] = 10):
         """Items most similar to one (store id, source id or name)."""
         svc = holder.service
         item, items = svc.similar(item_id, k=k)
         return responses.similar_items(svc.model.name, svc.version, item, items)
 
-    @api.get("/v1/search", response_model=SearchResults, tags=["recommend"])
+    @api.get("/v1/search", response_model=SearchResults, tags=["recommend"], responses=err(422))
     async def search(q: Annotated[str, Query(min_length=1, max_length=200)],
                limit: Annotated[int, Query(ge=1, le=100)] = 10):
         """Artists (or tracks) by name: "beatles" finds "The Beatles", "bjork" finds "Björk"."""
         return {"query": q, "items": holder.service.search(q, limit=limit)}
 
-    @api.post("/v1/users/{user_id}/events", response_model=EventsResult, tags=["events"])
+    @api.post("/v1/users/{user_id}/events", response_model=EventsResult, tags=["events"],
+              responses=err(404, 409, 413, 422, 503))
     def post_events(user_id: Annotated[str, Path(max_length=300)], body: EventsRequest):
         """Append plays: stored in the store and reflected in the next recommendations at once."""
         plays = [p.model_dump() for p in body.plays]
         return holder.service.append_events(user_id, plays)
 
-    @api.post("/admin/reload", response_model=Health, tags=["service"])
+    @api.post("/admin/reload", response_model=Health, tags=["service"], responses=err(403, 404, 413, 422))
     def reload(body: Annotated[ReloadRequest | None, Body()] = None):
         """Load the model folder again (or another one) and swap it in once fully loaded."""
         try:
             svc = holder.reload(body.model_dir if body else None)
-        except MusicrecError:
+        except MusicrecError as exc:    # a message names the folder relative to the root, never its path
             metrics.reloads.labels("failed").inc()
+            exc.args = (str(exc).replace(holder.reload_root + os.sep, "").replace(holder.reload_root, "."),)
             raise
         except Exception as exc:   # any failure (a damaged folder, RecursionError, MemoryError): keep the old model
             metrics.reloads.labels("failed").inc()

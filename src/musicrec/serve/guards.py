@@ -4,6 +4,7 @@
   plays per post), each at most ``MAX_NAME_CHARS`` characters; a request with more than ``FEW_NAMES``
   names is resolved in the thread pool, so fuzzy matching never holds the event loop (``/health``
   answers meanwhile).
+- **Numbers** in a body are JSON numbers: not booleans or numeric strings (``json_number``).
 - **Timestamps**: one range for ISO strings and Unix seconds, the ingest readers' own:
   [1970-01-01, 2100-01-01) UTC (``musicrec.ingest.base.MAX_EPOCH_S``). A number is always seconds
   (pydantic would read one above 2e10 as milliseconds).
@@ -50,6 +51,16 @@ class Conflict(MusicrecError):
     """A request that does not fit the server's state (HTTP 409)."""
 
     status = 409
+
+
+# ---------------------------------------------------------------- numbers
+def json_number(value):
+    """Pydantic before-validator of a number in a JSON body: a JSON number only (or null where the field
+    allows it). Pydantic's lax mode would read ``true`` as 1 and ``"10"`` as 10, which the documented
+    schema refuses (found by the API fuzz run); ``10.0`` stays a valid integer, as in JSON Schema."""
+    if isinstance(value, (bool, str)):
+        raise ValueError("must be a JSON number")
+    return value
 
 
 # ---------------------------------------------------------------- timestamps

@@ -14,6 +14,7 @@ import math
 
 import pydantic_core
 from fastapi.responses import Response
+from pydantic import BaseModel
 
 # the fields of ``ItemCard`` in ``musicrec.serve.app``, in its order (a test checks they match)
 CARD_FIELDS = ("item_id", "source_id", "name", "artist", "tags", "score", "reason")
@@ -42,3 +43,27 @@ def similar_items(model: str, version: str, item: dict, items: list[dict]) -> Re
     """A ``SimilarItems`` answer."""
     return json_response({"model": model, "version": version, "item": card(item),
                           "items": [card(c) for c in items]})
+
+
+class ErrorDetail(BaseModel):
+    code: int
+    message: str
+
+
+class ErrorBody(BaseModel):
+    """Every error answer: ``{"error": {"code": int, "message": str}}`` (one line, no internals)."""
+
+    error: ErrorDetail
+
+
+ERROR_TEXT = {400: "Host header not allowed", 401: "missing or invalid API key", 403: "refused (e.g. a folder "
+              "outside the reload root)", 404: "unknown listener, item or name", 409: "does not fit the "
+              "server's state (e.g. plays for another store)", 413: "request body too large",
+              422: "invalid request (one-line message)", 503: "no store to write posted plays to"}
+
+
+def errors(*codes: int) -> dict:
+    """The ``responses=`` of a route answering these error codes (and 400, a foreign Host) with an
+    ``ErrorBody``, for the OpenAPI docs; a 422 among them replaces FastAPI's default validation-error
+    schema, which this API never sends."""
+    return {c: {"model": ErrorBody, "description": ERROR_TEXT[c]} for c in sorted({400, *codes})}
