@@ -143,9 +143,6 @@ def test_ms_played_must_be_a_json_number(client):
         assert resp.status_code == 422 and "ms_played" in resp.json()["error"]["message"], resp.text
 
 
-@pytest.mark.xfail(reason="open, outside this test's files: ModelBundle.user_index (serve/bundle.py) and "
-                   "Service.resolve_item (serve/service.py) test ids with str.isdigit(), true for '¹' and '²', "
-                   "then int() raises ValueError: a 500; str.isdecimal() (or isascii() and isdigit()) fixes both")
 @pytest.mark.parametrize("method, path, body", [("GET", "/v1/users/%C2%B9/recommendations", None),
                                                 ("GET", "/v1/items/%C2%B2/similar", None),
                                                 ("POST", "/v1/recommendations", {"recent_plays": ["\u00b9"]})])

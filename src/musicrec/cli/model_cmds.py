@@ -77,7 +77,7 @@ def _ks(ctx: typer.Context, k: list[int]) -> list[int]:
     """``--k 10 20`` arrives as ``--k 10`` plus an extra argument ``20``; accept both spellings."""
     extra = []
     for arg in ctx.args:
-        if not arg.isdigit():
+        if not (arg.isascii() and arg.isdigit()):
             raise MusicrecError(f"unexpected argument {arg!r}")
         extra.append(int(arg))
     ks = sorted({*k, *extra})

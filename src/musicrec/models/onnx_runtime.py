@@ -95,7 +95,7 @@ def load(folder: str, meta: dict | None = None, mode: str | None = None, threads
         raise MusicrecError(f"{folder}: no {mode} ONNX network (have: {', '.join(meta['files'])})")
     if threads is None:
         raw = os.environ.get("MUSICREC_ONNX_THREADS", "1")
-        if not raw.isdigit() or int(raw) < 1:
+        if not (raw.isascii() and raw.isdigit()) or int(raw) < 1:
             raise MusicrecError(f"MUSICREC_ONNX_THREADS must be a positive integer, got {raw!r}")
         threads = int(raw)
     vectors_name = meta.get("item_vectors")

@@ -224,7 +224,7 @@ class BodyLimitMiddleware:
             return await self.app(scope, receive, send)
         message = f"request body larger than {self.max_bytes} bytes"
         length = dict(scope["headers"]).get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > self.max_bytes:
+        if length is not None and length.isascii() and length.isdigit() and int(length) > self.max_bytes:
             return await _send_error(send, 413, message)
         received = 0
         started = False

@@ -245,7 +245,7 @@ class ModelBundle:
         """Training index of a user given by original id (e.g. "2") or store id."""
         if user in self._user_by_source:
             return self._user_by_source[user]
-        if user.lstrip("-").isdigit() and abs(int(user)) < 2**63:
+        if user.lstrip("-").isascii() and user.lstrip("-").isdigit() and abs(int(user)) < 2**63:
             if self._user_sorted is None:     # sorted once: IdMap.index sorts on every call
                 ids = self.model.train_.users.ids
                 order = np.argsort(ids, kind="stable")

@@ -181,7 +181,7 @@ class Service:
     def resolve_item(self, item) -> int:
         """Index of an item given by store id, source id or (forgiving) name; NotFound otherwise."""
         text = str(item).strip()
-        if text.lstrip("-").isdigit() and abs(int(text)) < 2**63:
+        if text.lstrip("-").isascii() and text.lstrip("-").isdigit() and abs(int(text)) < 2**63:
             idx = int(self.index_of_ids([int(text)])[0])
             if idx >= 0:
                 return idx

@@ -183,7 +183,7 @@ def tune(name: str, split: Split, n_trials: int = 20, metric: str | None = None,
     if "@" not in metric:
         raise MusicrecError(f"metric must look like ndcg@10, got {metric!r}")
     at = metric.split("@")[1]
-    at = int(at) if at.lstrip("-").isdigit() else at
+    at = int(at) if at.lstrip("-").isascii() and at.lstrip("-").isdigit() else at
     for k in (*ks, at):
         check_k(k)
     ks = sorted({*ks, at})
