@@ -41,7 +41,15 @@ a request was *due*, so a server that falls behind pays for the wait. Every phas
 seconds counts as an error (with that wait as its latency, a lower bound). The client is a
 minimal asyncio HTTP/1.1 client so that it takes as little of the shared cores as possible.
 Reported per phase: requests, errors (non-200, failed connections, timeouts), requests/s,
-p50/p95/p99 latency in ms, and the 1-minute load average at its end.
+p50/p95/p99 latency in ms, and the 1-minute load average at its end. The ``load`` suite ends with
+readers at the highest ``--rate`` while a second client posts plays (``--post-rate`` per second,
+each stored in the model's Delta store by the server): reads must not slow down while the store is
+written.
+
+Why not locust: locust drives closed-loop users (each waits for its answer before the next
+request), so a slow server is offered less load and its latency looks better than it is
+(coordinated omission), and its Python workers would take more of the 2 shared cores than the
+server under test. This client keeps a fixed open-loop schedule and costs a few percent of a core.
 """
 
 from __future__ import annotations
@@ -514,8 +522,11 @@ def models_table(rows, args, load_start, total_s: float, train_s: float, when) -
 
 
 # ----------------------------------------------------------------------------- main
-def load_phases(port: int, users: list[str], items: list[str], args) -> list[tuple[str, str, dict]]:
-    """(request kind, load, result) for user and session requests, closed loop and at ``--rate``."""
+def load_phases(port: int, users: list[str], items: list[str], args, can_post: bool = False
+                ) -> list[tuple[str, str, dict]]:
+    """(request kind, load, result) for user and session requests, closed loop and at ``--rate``;
+    with ``can_post`` (the server has a store) also user requests at the highest rate while a
+    second client posts plays (``--post-rate`` requests/s, one play each) to the store."""
     def user_request(rng):
         return "GET", f"/v1/users/{rng.choice(users)}/recommendations?k=10", None
 
@@ -534,6 +545,24 @@ def load_phases(port: int, users: list[str], items: list[str], args) -> list[tup
                   f"p50 {r['p50']:.1f} ms, p95 {r['p95']:.1f} ms, p99 {r['p99']:.1f} ms", flush=True)
             if r["error_examples"]:
                 print(f"    errors: {r['error_examples']}", flush=True)
+    if can_post and args.post_rate > 0:
+        def post_request(rng):
+            body = json.dumps({"plays": [{"item_id": rng.choice(items)}]}).encode()
+            return "POST", f"/v1/users/{rng.choice(users)}/events", body
+
+        async def together():
+            return await asyncio.gather(
+                run_phase(port, args.clients, args.seconds, args.max_requests, user_request, rate=args.rates[-1],
+                          timeout=args.request_timeout),
+                run_phase(port, 4, args.seconds, args.max_requests, post_request, rate=args.post_rate,
+                          timeout=args.request_timeout))
+
+        read, post = asyncio.run(together())
+        out.append(("user recommendations beside posted plays", f"{args.rates[-1]:,.0f} req/s offered", read))
+        out.append(("posted plays (one play per POST, stored)", f"{args.post_rate:,.0f} req/s offered", post))
+        for name, r in (("readers", read), ("posting client", post)):
+            print(f"  {name}: {r['requests']} requests, {r['errors']} errors, p50 {r['p50']:.1f} ms, "
+                  f"p99 {r['p99']:.1f} ms", flush=True)
     return out
 
 
@@ -550,6 +579,8 @@ def main(argv=None) -> int:
     ap.add_argument("--request-timeout", type=float,
                     help="seconds before an unanswered request counts as an error (load: 10, models: 5)")
     ap.add_argument("--synthetic-items", type=int, default=1_000_000, help="load: 0 skips the synthetic catalogue")
+    ap.add_argument("--post-rate", type=float, default=20.0,
+                    help="load: plays posted per second beside the readers (HetRec; 0: no posting phase)")
     ap.add_argument("--server-args", default="--no-access-log", help="extra arguments for `musicrec serve`")
     ap.add_argument("--models", default="", help="models: comma-separated subset (default all)")
     ap.add_argument("--datasets", default=",".join(DATASETS), help="models: comma-separated subset of "
@@ -590,7 +621,7 @@ def main(argv=None) -> int:
         proc = start_server(model_dir, port, args.server_args.split())
         print(f"{label}: server ready in {time.perf_counter() - t0:.0f} s", flush=True)
         try:
-            for phase, load, r in load_phases(port, users, items, args):
+            for phase, load, r in load_phases(port, users, items, args, can_post=label.startswith("HetRec")):
                 rows.append((label, phase, load, r))
         finally:
             stop_server(proc)

@@ -11,6 +11,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -51,8 +52,23 @@ def s3():
     """A fresh S3 endpoint on 127.0.0.1 with one bucket; the AWS_* variables point at it."""
     logging.getLogger("werkzeug").setLevel(logging.ERROR)   # no per-request log lines
     port = _free_port()
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
+    # its own process: delta-rs holds the GIL while it waits for an answer, so a server thread in
+    # this process could never answer it
+    server = subprocess.Popen([sys.executable, "-c", "import sys, logging; from moto.server import ThreadedMotoServer;"
+                               "logging.disable(logging.CRITICAL);"
+                               f"s = ThreadedMotoServer(ip_address='127.0.0.1', port={port}, verbose=False);"
+                               "s.start(); sys.stdin.read()"],
+                              stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            if time.time() > deadline or server.poll() is not None:
+                server.kill()
+                pytest.fail("moto's S3 server did not start")
+            time.sleep(0.2)
     with pytest.MonkeyPatch.context() as mp:
         for key in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
             mp.delenv(key, raising=False)
@@ -66,7 +82,9 @@ def s3():
         s3fs.S3FileSystem().mkdir(BUCKET)
         yield f"s3://{BUCKET}"
         _clear_s3_instances()
-    server.stop()
+    server.stdin.close()
+    server.terminate()
+    server.wait(timeout=30)
 
 
 def run_pipeline(root: str, shared_data: str) -> dict:

@@ -19,12 +19,8 @@ UTC = dt.timezone.utc
 
 
 @pytest.fixture
-def mem():
-    url = f"memory://store-{uuid.uuid4().hex}"
-    yield url
-    fs = fsspec.filesystem("memory")
-    if fs.exists(url):
-        fs.rm(url, recursive=True)
+def mem(tmp_path):
+    return str(tmp_path / "store")
 
 
 def t(h: int) -> dt.datetime:
@@ -108,7 +104,7 @@ def test_tracks_tags_friends_and_rejects(mem):
                    friends=pl.DataFrame({"user_key": ["u1"], "friend_key": ["u2"]}))
     s = Store(mem)
     r = s.ingest(tables)
-    assert r.rejected == 1 and r.rejects_path.startswith("memory://") and "/rejects/toy-" in r.rejects_path
+    assert r.rejected == 1 and r.rejects_path.startswith(mem) and "/rejects/toy-" in r.rejects_path
     with fsspec.open(r.rejects_path, "rb") as f:
         rej = pl.read_csv(f)
     assert rej.columns == list(REJECTS_SCHEMA) and rej["record"].to_list() == [7]
@@ -118,9 +114,9 @@ def test_tracks_tags_friends_and_rejects(mem):
     s.ingest(tables)
     assert s.table("tags").height == 2 and s.table("friends").height == 1   # no duplicates on re-ingest
     m = s.manifest()
-    assert m["schema_version"] == 2 and [e["source"] for e in m["sources"]] == ["toy", "toy"]
+    assert m["schema_version"] == 3 and [e["source"] for e in m["sources"]] == ["toy", "toy"]
     assert m["tables"]["plays"] == 1
-    assert not [p for p in fsspec.filesystem("memory").find(mem) if ".tmp-" in p]
+    assert not [p for p in fsspec.filesystem("file").find(mem) if ".tmp-" in p or "_staging" in p]
 
 
 def test_hetrec_twice_keeps_plays_and_ids(shared_data, tmp_path):
@@ -135,16 +131,17 @@ def test_hetrec_twice_keeps_plays_and_ids(shared_data, tmp_path):
     assert (r2.plays_added, r2.plays_duplicate) == (0, 92_834)
     for name, df in before.items():
         assert s.table(name).equals(df), name
-    # plain Parquet: any engine can query it
-    assert duckdb.sql(f"select count(*) from '{store}/plays/*.parquet'").fetchall()[0][0] == 92_834
-    assert duckdb.sql(f"select sum(play_count) from '{store}/plays/*.parquet'").fetchall()[0][0] == \
-        s.table("plays")["play_count"].sum()
-    m = json.load(open(os.path.join(store, "manifest.json")))
+    # plain Delta tables: any engine reads them (here Polars and DuckDB over its Arrow scan)
+    plays = pl.scan_delta(os.path.join(store, "plays"))
+    assert plays.select(pl.len()).collect().item() == 92_834
+    arrow = plays.select("play_count").collect().to_arrow()
+    assert duckdb.sql("select sum(play_count) from arrow").fetchall()[0][0] == s.table("plays")["play_count"].sum()
+    m = s.manifest()
     files = {os.path.basename(f["path"]): f["sha256"] for f in m["sources"][0]["files"]}
     assert files["user_artists.dat"] == "254272fa721c3935e8be286d28c051b206844307128698ab4eaa41d483379416"
-    assert sorted(os.listdir(store)) == ["artists.parquet", "friends.parquet", "manifest.json", "plays",
-                                         "tags.parquet", "tracks.parquet", "users.parquet"]
-    assert sorted(os.listdir(os.path.join(store, "plays"))) == [f"part-{b:04d}.parquet" for b in range(16)]
+    assert sorted(os.listdir(store)) == ["artists", "friends", "ingests", "plays", "tags", "tracks", "users"]
+    assert sorted(os.listdir(os.path.join(store, "plays"))) == sorted(["_delta_log"] + [f"bucket={b}" for b in range(16)])
+    assert m["plays_layout"]["buckets"] == 16 and m["tables"]["plays"] == 92_834
 
 
 def test_sources_sharing_keys_share_ids(tmp_path):
@@ -164,3 +161,65 @@ def test_sources_sharing_keys_share_ids(tmp_path):
     assert set(plays_ma["source"].to_list()) == {"listenbrainz", "spotify-history"}
     assert r.skipped == {"podcast episodes": 1}
     assert s.scan("plays").select(pl.len()).collect().item() == 14 + 12
+
+
+def test_snapshot_pins_every_table_and_reads_an_old_version_back(mem):
+    s = Store(mem)
+    s.ingest(plays(("u:a", "a:1", None, 1, 1), ("u:b", "a:2", None, 2, 1)))
+    snap = s.snapshot()
+    before = {n: s.table(n) for n in ("plays", "users", "artists")}
+    s.ingest(plays(("u:c", "a:3", None, 3, 1)))
+    assert s.table("plays").height == 3 and snap.table("plays").height == 2
+    again = Store(mem, versions=snap.versions)            # what a split's meta.json records
+    for name, df in before.items():
+        assert snap.table(name).equals(df) and again.table(name).equals(df), name
+    with pytest.raises(MusicrecError, match="read-only"):
+        again.ingest(plays(("u:d", "a:1", None, 4, 1)))
+    assert s.vacuum(retain_hours=0) > 0                  # old files go, and with them the old versions
+    with pytest.raises(MusicrecError, match="plays"):
+        Store(mem, versions=snap.versions).table("plays")
+    assert s.table("plays").height == 3
+
+
+def test_posted_plays_append_and_compact_without_changing_rows(mem, monkeypatch, capsys):
+    from musicrec.cli.main import main
+    from musicrec.store import writer
+
+    s = Store(mem)
+    s.ingest(plays(("u:a", "a:1", None, 1, 1)), partitions=2)
+    monkeypatch.setattr(writer, "COMPACT_FILES", 6)
+    for h in range(2, 20):
+        r = s.append_plays(pl.DataFrame({"user_id": [0], "artist_id": [0], "timestamp": [t(h)]}))
+        assert (r.plays_added, r.plays_duplicate) == (1, 0)
+    again = s.append_plays(pl.DataFrame({"user_id": [0, 0], "artist_id": [0, 0], "timestamp": [t(5), t(23)]}))
+    assert (again.plays_added, again.plays_duplicate) == (1, 1)
+    new_user = s.append_plays(pl.DataFrame({"user": ["zoe"], "artist_id": [0], "timestamp": [t(1)]}))
+    assert new_user.added == {"plays": 1, "users": 1} and s.table("users")["key"].to_list()[-1] == "api:zoe"
+    rows = s.table("plays")
+    assert rows.height == 21 and rows.filter(pl.col("source") == "api").height == 20
+    from musicrec.store import delta
+
+    assert delta.actions(s.latest("plays")).height < 6 + 2          # compacted as they came
+    with pytest.raises(SystemExit) as exc:
+        main(["store", "compact", mem])
+    assert exc.value.code in (0, None)
+    with pytest.raises(SystemExit) as exc:
+        main(["store", "info", mem])
+    out = capsys.readouterr().out
+    assert exc.value.code in (0, None) and "plays" in out and "21 rows" in out
+    assert Store(mem).table("plays").equals(rows)
+    with pytest.raises(SystemExit) as exc:
+        main(["store", "info", os.path.join(mem, "nothing")])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "no musicrec store here" in err and "Traceback" not in err
+
+
+def test_staging_left_by_a_killed_ingest_is_removed(mem):
+    s = Store(mem)
+    s.ingest(plays(("u:a", "a:1", None, 1, 1)))
+    old = os.path.join(mem, "_staging", "20200101T000000-deadbeef0000")   # a killed ingest's, years ago
+    fresh = os.path.join(mem, "_staging", dt.datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-running00000")
+    for d in (old, fresh):
+        os.makedirs(os.path.join(d, "b-0000"))
+    s.ingest(plays(("u:b", "a:1", None, 2, 1)))
+    assert not os.path.exists(old) and os.path.exists(fresh)      # another ingest may be running: kept

@@ -1,4 +1,4 @@
-"""Plays in user-hash buckets: layout, single-file stores, engines, chunked ingest, memory:// stores."""
+"""Plays in user-hash buckets: layout, stores written before Delta Lake, engines, chunked ingest."""
 
 import datetime as dt
 import json
@@ -16,7 +16,8 @@ from musicrec.cli.main import main
 from musicrec.engine import LocalEngine
 from musicrec.ingest import tabular
 from musicrec.ingest.readers import read
-from musicrec.store import Store, bucket_file, ingest_path, read_play_partition, user_bucket
+from musicrec.store import Store, ingest_path, read_play_partition, user_bucket
+from musicrec.store.legacy import bucket_file
 
 NAMES = ("plays", "users", "artists", "tracks", "tags", "friends")
 
@@ -70,10 +71,10 @@ def test_every_user_is_in_exactly_the_bucket_of_its_hash(hetrec_store):
     store, report = hetrec_store
     s = Store(store)
     m = s.manifest()
-    assert m["schema_version"] == 2 and m["plays_layout"]["buckets"] == 5 and s.n_buckets == 5
-    assert sorted(os.listdir(os.path.join(store, "plays"))) == [bucket_file(b) for b in range(5)]
+    assert m["schema_version"] == 3 and m["plays_layout"]["buckets"] == 5 and s.n_buckets == 5
+    assert sorted(os.listdir(os.path.join(store, "plays"))) == ["_delta_log"] + [f"bucket={b}" for b in range(5)]
     parts = s.play_partitions()
-    assert [p.rsplit("/", 1)[1] for p in parts] == [bucket_file(b) for b in range(5)]
+    assert [p.rsplit("&", 1)[1] for p in parts] == [f"bucket={b}" for b in range(5)]
     seen = {}
     total = 0
     for b, url in enumerate(parts):
@@ -117,37 +118,59 @@ def test_bucket_count_does_not_change_the_contents(shared_data, tmp_path, hetrec
         ingest_path("30music", slice30(shared_data), str(tmp_path / "bad"), partitions=0)
 
 
-# ---- stores written before buckets --------------------------------------------------------------
+# ---- stores written before Delta Lake ------------------------------------------------------------
 
-def make_single_file_store(path):
-    """Turn a one-bucket store into the schema-1 layout: ``plays.parquet`` and no plays layout."""
-    shutil.move(os.path.join(path, "plays", bucket_file(0)), os.path.join(path, "plays.parquet"))
-    shutil.rmtree(os.path.join(path, "plays"))
-    m = json.load(open(os.path.join(path, "manifest.json")))
-    m["schema_version"] = 1
-    del m["plays_layout"]
-    json.dump(m, open(os.path.join(path, "manifest.json"), "w"))
+def make_legacy_store(delta_store: str, path: str, version: int) -> None:
+    """Write ``delta_store``'s rows in the layout of schema ``version`` (1: one ``plays.parquet``; 2:
+    ``plays/part-NNNN.parquet`` buckets) with a ``manifest.json``, as musicrec wrote before Delta."""
+    s = Store(delta_store)
+    os.makedirs(path)
+    for name in NAMES[1:]:
+        s.table(name).write_parquet(os.path.join(path, f"{name}.parquet"))
+    m = s.manifest()
+    manifest = {"schema_version": version, "tables": m["tables"], "sources": m["sources"]}
+    if version == 1:
+        s.table("plays").write_parquet(os.path.join(path, "plays.parquet"))
+    else:
+        os.makedirs(os.path.join(path, "plays"))
+        for b, part in enumerate(s.play_partitions()):
+            read_play_partition(part).write_parquet(os.path.join(path, "plays", bucket_file(b)))
+        manifest["plays_layout"] = {"buckets": s.n_buckets}
+    json.dump(manifest, open(os.path.join(path, "manifest.json"), "w"))
 
 
-def test_single_file_store_is_read_and_moved_into_buckets(shared_data, tmp_path):
-    legacy, fresh = str(tmp_path / "legacy"), str(tmp_path / "fresh")
-    ingest_path("30music", slice30(shared_data, 1), legacy, partitions=1)
-    make_single_file_store(legacy)
+@pytest.mark.parametrize("version", [1, 2])
+def test_legacy_store_is_read_as_it_is_and_migrated(shared_data, tmp_path, version):
+    made, legacy, fresh = str(tmp_path / "made"), str(tmp_path / "legacy"), str(tmp_path / "fresh")
+    ingest_path("30music", slice30(shared_data, 1), made, partitions=1 if version == 1 else 4)
+    make_legacy_store(made, legacy, version)
     s = Store(legacy)
-    expect = pl.read_parquet(os.path.join(legacy, "plays.parquet"))
-    assert s.n_buckets is None and s.play_partitions() == [fsspec.filesystem("file").unstrip_protocol(
-        os.path.join(legacy, "plays.parquet"))]
-    assert s.table("plays").equals(expect) and s.scan("plays").collect().equals(expect)
-
-    r_legacy = ingest_path("30music", slice30(shared_data, 2), legacy, partitions=4)
-    ingest_path("30music", slice30(shared_data, 1), fresh, partitions=4)
-    r_fresh = ingest_path("30music", slice30(shared_data, 2), fresh)
+    assert s.format == "legacy" and s.exists()
+    assert_same_store(s, Store(made))
+    assert s.n_buckets == (None if version == 1 else 4)
+    # an ingest moves it into Delta tables first (1 bucket for a single-file store)
+    r_legacy = ingest_path("30music", slice30(shared_data, 2), legacy)
+    r_fresh = ingest_path("30music", slice30(shared_data, 2), made)
     assert same_report(r_legacy, r_fresh)
-    assert_same_store(s, Store(fresh))
-    assert s.n_buckets == 4 and s.manifest()["schema_version"] == 2
+    assert_same_store(s, Store(made))
+    assert s.format == "delta" and s.n_buckets == (16 if version == 1 else 4)
+    assert [e["source"] for e in s.manifest()["sources"]] == ["30music", "30music"]
+    assert not os.path.exists(os.path.join(legacy, "manifest.json"))
     assert not os.path.exists(os.path.join(legacy, "plays.parquet"))
-    assert sorted(os.listdir(os.path.join(legacy, "plays"))) == [bucket_file(b) for b in range(4)]
+    assert not [f for f in os.listdir(os.path.join(legacy, "plays")) if f.endswith(".parquet")]
     assert not os.path.exists(os.path.join(legacy, "_staging"))
+
+
+def test_migrate_command(shared_data, tmp_path, capsys):
+    made, legacy = str(tmp_path / "made"), str(tmp_path / "legacy")
+    ingest_path("30music", slice30(shared_data, 1), made, partitions=3)
+    make_legacy_store(made, legacy, 2)
+    for expect in ("migrated", "already"):
+        with pytest.raises(SystemExit) as exc:
+            main(["store", "migrate", legacy])
+        out = capsys.readouterr().out
+        assert exc.value.code in (0, None) and expect in out, out
+    assert_same_store(Store(legacy), Store(made))
 
 
 # ---- engines --------------------------------------------------------------------------------------
@@ -183,10 +206,10 @@ def test_ray_and_local_engines_write_the_same_store(shared_data, tmp_path, ray_e
     assert_same_store(Store(stores["local"]), Store(stores["ray"]))
 
 
-def test_memory_store_refuses_ray(ray_engine):
+def test_memory_store_is_refused():
     s = Store(f"memory://store-{uuid.uuid4().hex}")
-    with pytest.raises(MusicrecError, match="memory:// store"):
-        s.ingest(_toy_tables(), engine=ray_engine)
+    with pytest.raises(MusicrecError, match="memory:// cannot hold"):
+        s.ingest(_toy_tables())
     assert not s.exists()
 
 
@@ -235,8 +258,8 @@ def test_chunked_ingest_equals_one_shot_ingest(tmp_path, monkeypatch, fmt):
     one_shot, chunked = Store(str(tmp_path / "one")), str(tmp_path / "chunked")
     r1 = one_shot.ingest(read(fmt, folder), partitions=3)
     monkeypatch.setattr(tabular, "CHUNK_ROWS", 1000)               # a.parquet comes in 3 chunks
-    monkeypatch.setattr("musicrec.store.SPILL_ROWS", 600)           # and plays go through staged files
-    monkeypatch.setattr("musicrec.store.REDUCE_ROWS", 50)           # entity keys folded between chunks
+    monkeypatch.setattr("musicrec.store.incoming.SPILL_ROWS", 600)           # and plays go through staged files
+    monkeypatch.setattr("musicrec.store.incoming.REDUCE_ROWS", 50)           # entity keys folded between chunks
     chunks = list(tabular.iter_tabular(folder, fmt))
     assert len(chunks) == (5 if fmt == "parquet" else 3)
     r2 = ingest_path(fmt, folder, chunked, partitions=3)
@@ -269,33 +292,6 @@ def test_chunked_reader_error_leaves_the_store_untouched(tmp_path, shared_data):
     assert not os.path.exists(os.path.join(store, "_staging"))
 
 
-# ---- memory:// ------------------------------------------------------------------------------------
-
-def test_memory_store_round_trip(tmp_path):
-    url = f"memory://store-{uuid.uuid4().hex}"
-    folder = str(tmp_path / "in")
-    write_inputs(folder, "parquet")
-    try:
-        r1 = ingest_path("parquet", folder, url, partitions=3)
-        s = Store(url)
-        parts = s.play_partitions()
-        assert len(parts) == 3 and all(p.startswith("memory://") for p in parts)
-        plays = s.table("plays")
-        assert plays.height == r1.counts["plays"] == sum(read_play_partition(p).height for p in parts)
-        assert s.scan("plays").collect().equals(plays)
-        r2 = ingest_path("parquet", folder, url)
-        assert r2.plays_added == 0 and s.table("plays").equals(plays)
-        local = str(tmp_path / "local")
-        ingest_path("parquet", folder, local, partitions=3)
-        assert_same_store(s, Store(local))
-        leftovers = [p for p in fsspec.filesystem("memory").find(url) if ".tmp-" in p or "_staging" in p]
-        assert not leftovers
-    finally:
-        fs = fsspec.filesystem("memory")
-        if fs.exists(url):
-            fs.rm(url, recursive=True)
-
-
 def test_cli_partitions_and_engine_options(shared_data, tmp_path, capsys):
     store = str(tmp_path / "s")
 
@@ -307,7 +303,7 @@ def test_cli_partitions_and_engine_options(shared_data, tmp_path, capsys):
 
     code, out, err = run("--partitions", "3")
     assert code == 0 and "plays: 21,021 added" in out, err
-    assert Store(store).n_buckets == 3 and len(os.listdir(os.path.join(store, "plays"))) == 3
+    assert Store(store).n_buckets == 3 and len(os.listdir(os.path.join(store, "plays"))) == 3 + 1  # + _delta_log
     for extra, message in ((("--partitions", "4"), "has 3 plays partitions"),
                            (("--engine", "spark"), "unknown engine 'spark'"),
                            (("--ray-address", "auto"), "--ray-address needs --engine ray")):

@@ -1,7 +1,7 @@
 """musicrec: music recommendation from raw listening logs.
 
 The package follows the data flow: ``ingest`` (one reader per source) -> ``store``
-(canonical Parquet tables) -> ``preprocess`` (clean, sessionise, split) -> ``features``
+(canonical Delta Lake tables) -> ``preprocess`` (clean, sessionise, split) -> ``features``
 (id vocabularies, interaction matrices, sequences) -> ``models`` (one file per model,
 explicit registry) -> ``train`` (tuning) -> ``evaluate`` (metrics, protocols, reports).
 The CLI in ``musicrec.cli`` is a thin layer over these modules.

@@ -1,4 +1,4 @@
-"""Commands that bring data in: ``datasets list``, ``datasets fetch``, ``ingest``."""
+"""Commands that bring data in and keep the store: ``datasets``, ``ingest``, ``store``."""
 
 from __future__ import annotations
 
@@ -81,7 +81,7 @@ def register(app: typer.Typer) -> None:
         ray_address: Optional[str] = typer.Option(None, "--ray-address",
                                                   help="Ray cluster to join (--engine ray; default: start one)"),
     ):
-        """Read a listening log and merge it into a canonical Parquet store (idempotent).
+        """Read a listening log and merge it into the store's Delta tables (idempotent, one atomic commit).
 
         `musicrec ingest hetrec-lastfm-2k --store S` reads the copy `musicrec datasets fetch`
         put in the data home. CSV and Parquet input is read file by file (a big Parquet file in
@@ -113,3 +113,60 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"skipped (not music): {n:,} {kind}")
         if report.rejects_path:
             typer.echo(f"rejected rows: {report.rejects_path}")
+
+    store_app = typer.Typer(no_args_is_help=True, help="Store upkeep: migrate, compact, vacuum, info.")
+    app.add_typer(store_app, name="store")
+
+    def _store(url: str):
+        from musicrec.store import Store
+
+        s = Store(url)
+        if not s.exists():
+            _fail(MusicrecError(f"{url}: no musicrec store here; create one with `musicrec ingest`"))
+        return s
+
+    @store_app.command("info")
+    def store_info(url: str = typer.Argument(..., help="store folder or URL")):
+        """Format, plays buckets, rows and current version of every table, and the ingests."""
+        try:
+            m = _store(url).manifest()
+        except MusicrecError as exc:
+            _fail(exc)
+        typer.echo(f"store {url}: schema version {m.get('schema_version')}, {m.get('format', 'parquet')} tables, "
+                   f"{(m.get('plays_layout') or {}).get('buckets', 1)} plays buckets")
+        for name, n in (m.get("tables") or {}).items():
+            version = (m.get("versions") or {}).get(name)
+            typer.echo(f"  {name:8s} {n:>12,} rows" + (f"  (version {version})" if version is not None else ""))
+        for e in m.get("sources", []):
+            typer.echo(f"  ingest {e.get('ingested_at')}: {e.get('source')}, {e.get('plays_added', 0):,} plays added")
+
+    @store_app.command("migrate")
+    def store_migrate(url: str = typer.Argument(..., help="store folder or URL")):
+        """Move a store written before Delta Lake (manifest.json + Parquet files) into Delta tables,
+        keeping every id and row."""
+        try:
+            done = _store(url).migrate()
+        except MusicrecError as exc:
+            _fail(exc)
+        typer.echo(f"{url}: migrated to Delta tables" if done else f"{url}: already Delta tables, nothing to do")
+
+    @store_app.command("compact")
+    def store_compact(url: str = typer.Argument(..., help="store folder or URL")):
+        """Rewrite each table's small files (e.g. from posted plays) into few; rows are unchanged."""
+        try:
+            removed = _store(url).compact()
+        except MusicrecError as exc:
+            _fail(exc)
+        typer.echo(f"{url}: compacted ({sum(removed.values()):,} small files merged)")
+
+    @store_app.command("vacuum")
+    def store_vacuum(url: str = typer.Argument(..., help="store folder or URL"),
+                     retain_hours: float = typer.Option(168.0, "--retain-hours", min=0.0,
+                                                        help="keep what table versions younger than this need")):
+        """Delete files that no table version younger than --retain-hours needs (splits that
+        recorded older versions can then no longer be re-read from the store)."""
+        try:
+            n = _store(url).vacuum(retain_hours)
+        except MusicrecError as exc:
+            _fail(exc)
+        typer.echo(f"{url}: {n:,} files deleted")

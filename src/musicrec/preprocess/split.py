@@ -368,13 +368,14 @@ def protocol_function(name: str):
 
 # ----------------------------------------------------------------------------- store side
 def open_store(url: str):
-    """``musicrec.store.Store(url)``, checked to hold plays."""
+    """``musicrec.store.Store(url)`` pinned at its tables' current versions (so every table is
+    read as of one moment, whoever writes meanwhile), checked to hold plays."""
     from musicrec.store import Store
 
     store = Store(url)
     if not store.exists():
         raise MusicrecError(f"{url}: no musicrec store here; create one with `musicrec ingest`")
-    return store
+    return store.snapshot()
 
 
 def catalog(store, item_level: str, item_ids) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -611,7 +612,7 @@ def make_split(
     split.users = user_table(store, pl.concat([p["user_id"] for p in (split.train, split.valid, split.test)
                                                if p is not None]).unique())
     split.meta.update(
-        item_level=level, seed=seed, store=str(store_url),
+        item_level=level, seed=seed, store=str(store_url), store_versions=store.versions,
         preprocess=dict(
             sources=sources, min_ms=min_ms, session_gap_s=session_gap_s,
             k_core_user=k_core_user, k_core_item=k_core_item, **counts,

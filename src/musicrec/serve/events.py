@@ -2,9 +2,10 @@
 
 ``EventOverlay`` holds each listener's plays since the model's data was cut, in store item ids,
 so it survives a hot reload onto another model of the same store. ``StoreWriter`` appends the
-plays to the canonical store through ``Store.append_plays`` (the idempotent ingest path), one
-writer at a time: a thread lock, plus a file lock beside a local store so several server
-processes do not overwrite each other's tables.
+plays to the canonical store through ``Store.append_plays`` (one Delta append, duplicates
+dropped), one post at a time per machine: a thread lock, plus a file lock beside a local store so
+several server processes do not race for the same commit (the Delta log would make the loser
+retry; the lock spares the retry). Ingests may run meanwhile.
 """
 
 from __future__ import annotations
@@ -166,9 +167,11 @@ def split_store_url(split_dir: str | None) -> str | None:
         return None
     if "://" in url:
         return url
+    from musicrec.store import Store
+
     for base in (os.getcwd(), os.path.dirname(os.path.abspath(split_dir))):
         path = os.path.join(base, url)
-        if os.path.isfile(os.path.join(path, "manifest.json")):
+        if os.path.isdir(path) and Store(path).exists():
             return os.path.abspath(path)
     return None
 
