@@ -36,8 +36,3 @@ def by_bucket(plays: pl.DataFrame, n_buckets: int) -> dict[int, pl.DataFrame]:
     tagged = plays.with_columns(_b=pl.Series(user_bucket(plays["user_id"], n_buckets)))
     parts = tagged.partition_by("_b", as_dict=True, maintain_order=True)
     return {key[0]: part.drop("_b") for key, part in parts.items()}
-
-
-def bucket_file(bucket: int) -> str:
-    """File name of a plays bucket: ``part-NNNN.parquet``."""
-    return f"part-{bucket:04d}.parquet"
