@@ -117,21 +117,22 @@ def register(app: typer.Typer) -> None:
     store_app = typer.Typer(no_args_is_help=True, help="Store upkeep: migrate, compact, vacuum, info.")
     app.add_typer(store_app, name="store")
 
-    def _store(url: str):
+    def _on_store(url: str, action):
+        """``action(Store(url))``; a missing store or a MusicrecError ends in one line."""
         from musicrec.store import Store
 
-        s = Store(url)
-        if not s.exists():
-            _fail(MusicrecError(f"{url}: no musicrec store here; create one with `musicrec ingest`"))
-        return s
+        try:
+            s = Store(url)
+            if not s.exists():
+                raise MusicrecError(f"{url}: no musicrec store here; create one with `musicrec ingest`")
+            return action(s)
+        except MusicrecError as exc:
+            _fail(exc)
 
     @store_app.command("info")
     def store_info(url: str = typer.Argument(..., help="store folder or URL")):
         """Format, plays buckets, rows and current version of every table, and the ingests."""
-        try:
-            m = _store(url).manifest()
-        except MusicrecError as exc:
-            _fail(exc)
+        m = _on_store(url, lambda s: s.manifest())
         typer.echo(f"store {url}: schema version {m.get('schema_version')}, {m.get('format', 'parquet')} tables, "
                    f"{(m.get('plays_layout') or {}).get('buckets', 1)} plays buckets")
         for name, n in (m.get("tables") or {}).items():
@@ -144,19 +145,13 @@ def register(app: typer.Typer) -> None:
     def store_migrate(url: str = typer.Argument(..., help="store folder or URL")):
         """Move a store written before Delta Lake (manifest.json + Parquet files) into Delta tables,
         keeping every id and row."""
-        try:
-            done = _store(url).migrate()
-        except MusicrecError as exc:
-            _fail(exc)
+        done = _on_store(url, lambda s: s.migrate())
         typer.echo(f"{url}: migrated to Delta tables" if done else f"{url}: already Delta tables, nothing to do")
 
     @store_app.command("compact")
     def store_compact(url: str = typer.Argument(..., help="store folder or URL")):
         """Rewrite each table's small files (e.g. from posted plays) into few; rows are unchanged."""
-        try:
-            removed = _store(url).compact()
-        except MusicrecError as exc:
-            _fail(exc)
+        removed = _on_store(url, lambda s: s.compact())
         typer.echo(f"{url}: compacted ({sum(removed.values()):,} small files merged)")
 
     @store_app.command("vacuum")
@@ -165,8 +160,5 @@ def register(app: typer.Typer) -> None:
                                                         help="keep what table versions younger than this need")):
         """Delete files that no table version younger than --retain-hours needs (splits that
         recorded older versions can then no longer be re-read from the store)."""
-        try:
-            n = _store(url).vacuum(retain_hours)
-        except MusicrecError as exc:
-            _fail(exc)
+        n = _on_store(url, lambda s: s.vacuum(retain_hours))
         typer.echo(f"{url}: {n:,} files deleted")

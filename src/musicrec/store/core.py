@@ -92,6 +92,7 @@ class Store:
         self._handles: dict = {}        # table name -> DeltaTable, brought up to date on use
         self._frames: dict = {}         # entity table name -> (version, rows): versions never change
         self._delta = False             # once Delta, always Delta
+        self._buckets: int | None = None
 
     # ---- where things are ----------------------------------------------------------------------
     def uri(self, name: str) -> str:
@@ -167,7 +168,7 @@ class Store:
         counts = {}
         for name in TABLES:
             table = self._table(name)
-            counts[name] = int(delta.actions(table)["rows"].sum()) if table is not None else 0
+            counts[name] = delta.row_count(table)
         log = delta.read(self._table("ingests"), writer.INGESTS)
         return {"schema_version": SCHEMA_VERSION, "format": "delta",
                 "plays_layout": {"buckets": self.n_buckets, "bucket": "splitmix64(user_id) mod buckets",
@@ -180,13 +181,12 @@ class Store:
         """Number of plays buckets (None for an empty store or a single-file store)."""
         if self.format == "legacy":
             return legacy.buckets(legacy.manifest(self.fs, self.root))
-        if "buckets" not in self._handles:
+        if self._buckets is None:
             table = None if self.in_memory else self.latest("plays")
             if table is None:
                 return None
-            self._handles["buckets"] = int(json.loads(table.metadata().description or "{}").get("buckets")
-                                           or DEFAULT_BUCKETS)
-        return self._handles["buckets"]
+            self._buckets = int(json.loads(table.metadata().description or "{}").get("buckets") or DEFAULT_BUCKETS)
+        return self._buckets
 
     def play_partitions(self) -> list[str]:
         """One string per plays bucket naming its rows at one table version; each listener's
@@ -321,15 +321,13 @@ class Store:
             new["friends"] = friends.height
         for name in ("tags", "friends"):
             if name not in new:
-                table = delta.open_table(self.uri(name))
-                new[name] = before[name] = int(delta.actions(table)["rows"].sum()) if table is not None else 0
+                new[name] = before[name] = delta.row_count(self.latest(name))
         rejects_path = writer.write_rejects(self, inc.source, inc.rejects)
         staged = writer.stage_plays(inc, users, artists, tracks, self.n_buckets)
         if staged:
             new["plays"], n_dup, before["plays"] = writer.commit_plays(self, staged, engine, inc.source)
         else:
-            table = self.plays_table()
-            new["plays"] = before["plays"] = int(delta.actions(table)["rows"].sum())
+            new["plays"] = before["plays"] = delta.row_count(self.plays_table())
             n_dup = 0
         report = IngestReport(
             source=inc.source, plays_added=inc.n_plays - n_dup, plays_duplicate=n_dup,

@@ -132,6 +132,11 @@ def actions(dt: DeltaTable, buckets: Iterable[int] | None = None) -> pl.DataFram
     return out
 
 
+def row_count(dt: DeltaTable | None) -> int:
+    """Rows in the snapshot, from the file statistics (0 for no table)."""
+    return int(actions(dt)["rows"].sum()) if dt is not None else 0
+
+
 def read_files(paths: list[str], sch: dict, columns: list[str] | None = None) -> pl.DataFrame:
     """The rows of ``paths`` in order, conformed to ``sch`` (only ``columns`` when given)."""
     sch = sch if not columns else {c: sch[c] for c in columns}

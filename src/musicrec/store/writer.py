@@ -190,16 +190,14 @@ def append_plays(store, new: pl.DataFrame, source: str) -> tuple[int, int]:
         fresh = _semi(_with_occurrence(new.lazy(), PLAY_KEY), _with_occurrence(stored.lazy(), PLAY_KEY), on,
                       "anti").drop("_occ").collect()
         if fresh.height:
-            written.append(table)
             files = [delta.write_bucket_file(store.uri("plays"), b, part.drop(delta.PARTITION))
                      for (b,), part in fresh.partition_by(delta.PARTITION, as_dict=True, maintain_order=True).items()]
             delta.replace_files(table, all_files.head(0), files, {"source": source, "read_version": table.version()})
-        return fresh, all_files
+        return fresh, all_files, table
 
-    written = []
-    fresh, files = delta.retrying("the store's plays", attempt)
+    fresh, files, table = delta.retrying("the store's plays", attempt)
     if fresh.height:
-        delta.tidy_log(written[-1])
+        delta.tidy_log(table)
     counts = files.group_by("bucket").len()
     for b in fresh[delta.PARTITION].unique().to_list():
         if counts.filter(pl.col("bucket") == b)["len"].sum() + 1 >= COMPACT_FILES:
