@@ -73,7 +73,7 @@ def train_events(split):
 
 
 def save_bundle(model, split, split_dir: str, out: str, meta: dict) -> None:
-    from musicrec.serve.bundle import ModelBundle
+    from musicrec.bundle import ModelBundle
 
     ModelBundle(model, split.items, split.users, {"item_level": "artist", "split": split_dir, **meta}).save(out)
 
@@ -145,8 +145,8 @@ def test_histories(split, model, n: int = 256):
 
 def derive(work: str, source: str, name: str, fp16: bool = False, onnx: str | None = None) -> str:
     """Copy model folder ``source`` to ``name`` with fp16 tables and/or an ONNX export ("fp32"/"int8")."""
+    from musicrec.bundle import ModelBundle
     from musicrec.models.compress import export_onnx, to_fp16
-    from musicrec.serve.bundle import ModelBundle
 
     out = os.path.join(work, name)
     if os.path.isdir(out):

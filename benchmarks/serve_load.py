@@ -253,8 +253,8 @@ def stop_server(proc: subprocess.Popen) -> None:
 # ----------------------------------------------------------------------------- models
 def hetrec_model(data: str, work: str) -> tuple[str, list[str], list[str]]:
     """ALS on HetRec user-holdout; returns (model dir, user ids, item ids)."""
+    from musicrec.bundle import ModelBundle
     from musicrec.preprocess.split import make_split
-    from musicrec.serve.bundle import ModelBundle
     from musicrec.store import ingest_path
     from musicrec.train.fit import fit_model
 
@@ -277,10 +277,10 @@ def synthetic_model(n_items: int, work: str, dim: int = 64, n_users: int = 20_00
     import polars as pl
 
     from musicrec import schema
+    from musicrec.bundle import ModelBundle
     from musicrec.features.interactions import Interactions
     from musicrec.features.vocab import IdMap
     from musicrec.models.als import ALS
-    from musicrec.serve.bundle import ModelBundle
 
     rng = np.random.default_rng(seed)
     n_clusters = 256

@@ -18,3 +18,12 @@ def shared_data() -> str:
     if not os.path.isdir(SHARED):
         pytest.skip("../shared/data not present")
     return SHARED
+
+
+def pytest_collection_modifyitems(items):
+    """Lanes: every test that reads ../shared/data (the ``shared_data`` fixture, also through
+    another fixture) is ``integration``; ``slow`` is set by hand on tests that start processes,
+    Ray, a browser or build ANN indexes. ``pytest -m "not integration and not slow"`` is the fast lane."""
+    for item in items:
+        if "shared_data" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.integration)

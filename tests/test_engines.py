@@ -11,8 +11,6 @@ from musicrec.engine import LocalEngine, RayEngine  # noqa: E402
 from musicrec.preprocess.split import make_split  # noqa: E402
 from musicrec.store import TABLES, Store, ingest_path  # noqa: E402
 
-pytestmark = pytest.mark.integration
-
 CASES = {
     # HetRec counts (artist level, no timestamps), user-holdout; one 30Music slice (timed
     # tracks with source sessions), session-lastday

@@ -10,8 +10,6 @@ import sys
 
 import pytest
 
-pytestmark = pytest.mark.integration
-
 
 def musicrec(*args, env=None, cwd=None):
     return subprocess.run([sys.executable, "-m", "musicrec.cli.main", *args], capture_output=True, text=True,

@@ -36,8 +36,6 @@ import urllib.request
 
 import pytest
 
-pytestmark = pytest.mark.integration
-
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 README = os.path.join(ROOT, "README.md")
 SPOTIFY_FIXTURE = os.path.join(ROOT, "tests", "fixtures", "spotify")

@@ -20,16 +20,14 @@ moto_server = pytest.importorskip("moto.server")
 pytest.importorskip("s3fs")
 
 from musicrec import MusicrecError  # noqa: E402
+from musicrec.bundle import ModelBundle  # noqa: E402
 from musicrec.evaluate.protocols import evaluate  # noqa: E402
 from musicrec.features.interactions import load_arrays  # noqa: E402
 from musicrec.fsio import join, read_json  # noqa: E402
 from musicrec.preprocess.split import make_split  # noqa: E402
 from musicrec.preprocess.splitset import Split  # noqa: E402
-from musicrec.serve.bundle import ModelBundle  # noqa: E402
 from musicrec.store import TABLES, Store, ingest_path  # noqa: E402
 from musicrec.train.fit import fit_model  # noqa: E402
-
-pytestmark = pytest.mark.integration
 
 BUCKET = "musicrec-test"
 SECRET = "not-a-real-secret-5f2c9a"     # must never show up in any output

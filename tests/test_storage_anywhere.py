@@ -9,11 +9,11 @@ import polars as pl
 import pytest
 
 from musicrec import MusicrecError, schema
+from musicrec.bundle import ModelBundle
 from musicrec.features.interactions import Interactions, load_arrays
 from musicrec.models.registry import create, load_model
 from musicrec.preprocess.split import user_holdout
 from musicrec.preprocess.splitset import Split
-from musicrec.serve.bundle import ModelBundle
 
 
 @pytest.fixture

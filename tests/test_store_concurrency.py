@@ -14,7 +14,6 @@ import pytest
 from musicrec.serve.events import StoreWriter
 from musicrec.store import Store, ingest_path
 
-pytestmark = pytest.mark.integration
 POSTERS, POSTS, BATCH = 40, 1000, 10
 
 

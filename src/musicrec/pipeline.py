@@ -97,10 +97,10 @@ def quickstart(home: str, mirror: str | None, out_dir: str, trials: int = 20, lo
     ``tune_budget_s`` caps each model's tuning (seconds; None: no cap); one line is logged per trial.
     Returns a summary dict (paths, metrics, sample recommendations).
     """
+    from musicrec.bundle import ModelBundle, bundle_meta
     from musicrec.evaluate.report import write_report
     from musicrec.ingest.datasets import fetch
     from musicrec.preprocess.split import make_split
-    from musicrec.serve.bundle import ModelBundle, bundle_meta
     from musicrec.store import ingest_path
 
     t0 = time.perf_counter()

@@ -12,8 +12,6 @@ import sys
 
 import pytest
 
-pytestmark = pytest.mark.integration
-
 TINY = {
     "gru4rec": ["hidden_size=16", "loss=ce"],
     "sasrec": ["embedding_dim=16", "n_layers=1", "max_len=10"],

@@ -9,8 +9,8 @@ import os
 from datetime import datetime, timedelta, timezone
 
 import pytest
-
 from cli_helpers import run, write_store
+
 from musicrec.cli.main import main
 
 T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
@@ -119,7 +119,7 @@ def test_k_below_one_is_an_error(world, capsys, argv, fragment):
 
 def test_python_api_k_below_one_is_a_musicrec_error(world):
     from musicrec import MusicrecError
-    from musicrec.serve.bundle import ModelBundle
+    from musicrec.bundle import ModelBundle
 
     bundle = ModelBundle.load(world["model"])
     for call in (lambda: bundle.recommend_user("u2", k=0), lambda: bundle.recommend_seeds(["SOS"], k=-1),

@@ -16,8 +16,6 @@ import httpx
 import polars as pl
 import pytest
 
-pytestmark = pytest.mark.integration
-
 START_S = 60      # upper bound for the server to load the model and listen
 
 
@@ -35,8 +33,8 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def model_dir(shared_data, tmp_path_factory) -> str:
     """A most-popular model on HetRec (trains instantly)."""
+    from musicrec.bundle import ModelBundle
     from musicrec.preprocess.split import make_split
-    from musicrec.serve.bundle import ModelBundle
     from musicrec.store import ingest_path
     from musicrec.train.fit import fit_model
 
@@ -150,8 +148,8 @@ def test_remote_model_folder_is_copied_locally_before_serving(model_dir, tmp_pat
     import fsspec
 
     from musicrec import MusicrecError
+    from musicrec.bundle import ModelBundle
     from musicrec.cli.serve_cmds import local_copy
-    from musicrec.serve.bundle import ModelBundle
 
     monkeypatch.setenv("MUSICREC_HOME", str(tmp_path / "home"))
     fs = fsspec.filesystem("memory")

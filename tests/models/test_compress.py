@@ -170,8 +170,8 @@ def test_repeat_head_and_classic_models_do_not_export(synthetic, tmp_path):
 @pytest.fixture(scope="module")
 def real(tmp_path_factory, shared_data):
     """A small SASRec bundle on 30Music (artist level, session-lastday), its split and test sessions."""
+    from musicrec.bundle import ModelBundle
     from musicrec.preprocess.split import make_split
-    from musicrec.serve.bundle import ModelBundle
     from musicrec.store import ingest_path
     from musicrec.train.fit import fit_model
 

@@ -115,7 +115,6 @@ def test_min_item_users_leaves_rare_items_last():
     assert model.item_similarity(np.array([6, 0]))[1, 1] != 0.0
 
 
-@pytest.mark.integration
 def test_user_space_equals_textbook_on_hetrec(shared_data):
     import os
 

@@ -19,8 +19,8 @@ import polars as pl
 import pytest
 
 from musicrec import MusicrecError, schema
+from musicrec.bundle import ModelBundle
 from musicrec.models import registry
-from musicrec.serve.bundle import ModelBundle
 
 TINY = {
     "itemknn": {"neighbors": 10},
@@ -236,7 +236,7 @@ def test_loading_a_tampered_folder_is_one_line_error_naming_the_file(folders, tm
 LOAD_AND_USE = """
 import sys
 from musicrec import MusicrecError
-from musicrec.serve.bundle import ModelBundle
+from musicrec.bundle import ModelBundle
 try:
     b = ModelBundle.load(sys.argv[1])
     b.recommend_user("0", k=5)

@@ -12,7 +12,6 @@ from musicrec.preprocess.clean import to_events
 from musicrec.preprocess.sessionize import sessionize
 from musicrec.preprocess.split import make_split, session_lastday
 
-pytestmark = pytest.mark.integration
 DAY_US = 86_400 * 10**6
 
 

@@ -98,7 +98,6 @@ def test_a_store_without_plays_is_a_user_error(tmp_path):
             make_split(store, "user-holdout", item_level=level)
 
 
-@pytest.mark.integration
 def test_real_data_partitions(shared_data, tmp_path, monkeypatch):
     """30Music scrobbles (half the listeners without source sessions) plus HetRec counts."""
     frames = []

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 #: the Host header FastAPI's TestClient sends ("testserver"): accepted only where a test says so
 TEST_HOSTS = ["testserver"]
 
@@ -27,8 +26,8 @@ TINY = {
 
 def train_bundle(name: str, split_dir: str, out: str, params: dict | None = None) -> str:
     """Fit registry model ``name`` on the split folder and save a bundle to ``out`` (as `musicrec train`)."""
+    from musicrec.bundle import ModelBundle, bundle_meta
     from musicrec.preprocess.splitset import Split
-    from musicrec.serve.bundle import ModelBundle, bundle_meta
     from musicrec.train.fit import fit_model
 
     split = Split.load(split_dir)

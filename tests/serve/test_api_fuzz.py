@@ -31,8 +31,6 @@ from serve_helpers import TEST_HOSTS
 
 from musicrec.serve.app import create_app
 
-pytestmark = pytest.mark.integration
-
 EXAMPLES = 50       # per operation and generation mode: about 30 s in all on two cores
 OPERATIONS = ["GET /health", "GET /metrics", "GET /v1/users/{user_id}/recommendations", "POST /v1/recommendations",
               "GET /v1/items/{item_id}/similar", "GET /v1/search", "POST /v1/users/{user_id}/events",

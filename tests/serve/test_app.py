@@ -10,14 +10,12 @@ import time
 
 import polars as pl
 import pytest
-from serve_helpers import TEST_HOSTS, TINY, train_bundle
 from fastapi.testclient import TestClient
+from serve_helpers import TEST_HOSTS, TINY, train_bundle
 
 from musicrec.models.registry import MODELS
 from musicrec.serve.app import create_app
 from musicrec.store import Store
-
-pytestmark = pytest.mark.integration
 
 KEY = "s3cret-test-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}

@@ -4,7 +4,7 @@ import pytest
 from serve_helpers import train_bundle
 
 from musicrec import MusicrecError
-from musicrec.serve.bundle import ModelBundle
+from musicrec.bundle import ModelBundle
 
 
 @pytest.fixture(scope="module")

@@ -6,11 +6,8 @@ from __future__ import annotations
 import re
 
 import numpy as np
-import pytest
 
-from musicrec.serve.bundle import ModelBundle
-
-pytestmark = pytest.mark.integration
+from musicrec.bundle import ModelBundle
 
 
 def test_similar_items_come_with_listeners_in_common_and_shared_tags(ease_dir):

@@ -5,13 +5,10 @@ from __future__ import annotations
 
 import pytest
 from fastapi.testclient import TestClient
-
-from musicrec.serve import responses
 from serve_helpers import TEST_HOSTS
 
+from musicrec.serve import responses
 from musicrec.serve.app import ItemCard, Recommendations, SimilarItems, create_app
-
-pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")

@@ -17,11 +17,9 @@ from fastapi.testclient import TestClient
 from serve_helpers import TEST_HOSTS
 
 from musicrec import MusicrecError
+from musicrec.names import normalise
 from musicrec.serve import guards
 from musicrec.serve.app import create_app
-from musicrec.serve.names import normalise
-
-pytestmark = pytest.mark.integration
 
 
 def _clean(resp, code: int) -> str:

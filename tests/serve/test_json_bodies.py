@@ -5,12 +5,9 @@ from __future__ import annotations
 
 import pytest
 from fastapi.testclient import TestClient
-
 from serve_helpers import TEST_HOSTS
 
 from musicrec.serve.app import create_app
-
-pytestmark = pytest.mark.integration
 
 FORM = "application/x-www-form-urlencoded"          # curl's default for -d
 

@@ -8,13 +8,12 @@ from __future__ import annotations
 import polars as pl
 import pytest
 from fastapi.testclient import TestClient
-
-from musicrec import MusicrecError
-from musicrec.preprocess.splitset import Split
 from serve_helpers import TEST_HOSTS
 
+from musicrec import MusicrecError
+from musicrec.bundle import ModelBundle, bundle_meta
+from musicrec.preprocess.splitset import Split
 from musicrec.serve.app import create_app
-from musicrec.serve.bundle import ModelBundle, bundle_meta
 from musicrec.train.fit import fit_model
 
 

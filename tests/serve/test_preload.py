@@ -12,8 +12,6 @@ from serve_helpers import train_bundle
 from musicrec.serve.preload import UserCandidates, UserQueries
 from musicrec.serve.service import Service
 
-pytestmark = pytest.mark.integration
-
 
 @pytest.fixture(scope="module")
 def sknn_dir(hetrec) -> str:

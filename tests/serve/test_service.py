@@ -15,8 +15,6 @@ from musicrec import MusicrecError
 from musicrec.serve.service import NotFound, Service
 from musicrec.store import Store
 
-pytestmark = pytest.mark.integration
-
 CARD_KEYS = {"item_id", "source_id", "name", "artist", "tags", "score", "reason"}
 
 

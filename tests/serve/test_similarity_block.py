@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import pytest
-
 from musicrec.models.base import Recommender
 from musicrec.serve.service import Service
-
-pytestmark = pytest.mark.integration
 
 
 def test_base_signature_accepts_columns():

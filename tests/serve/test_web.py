@@ -15,8 +15,6 @@ import time
 
 import pytest
 
-pytestmark = pytest.mark.integration
-
 API_KEY = "web-test-key"
 WAIT_S = 20  # upper bound of every explicit wait; each normally ends in well under a second
 

@@ -12,14 +12,19 @@ import contextlib
 import io
 import json
 import os
+import sys
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pytest
-from resume_helper import N_ITEMS, hit_rate, make_model, make_train
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "models"))   # the trainer's synthetic task lives with its tests
+from resume_helper import N_ITEMS, hit_rate, make_model, make_train  # noqa: E402
 
 from musicrec import MusicrecError, schema
+from musicrec.bundle import train_model
 from musicrec.preprocess.splitset import Split
 from musicrec.train import distributed
 
@@ -171,7 +176,7 @@ def test_a_resumed_two_process_run_continues_exactly(runs):
 
 
 def test_train_command_with_nproc_writes_the_model_from_rank_0(cli_model):
-    from musicrec.serve.bundle import ModelBundle
+    from musicrec.bundle import ModelBundle
 
     out, stdout = cli_model
     assert "on 2 processes (spawn)" in stdout
@@ -183,18 +188,18 @@ def test_train_command_with_nproc_writes_the_model_from_rank_0(cli_model):
 def test_a_worker_user_error_is_one_line(split_folder, tmp_path):
     """Both ranks refuse a model that is not a PyTorch one; the launcher raises that message."""
     with pytest.raises(MusicrecError, match="not a deep model"):
-        distributed.spawn(distributed.train_model, 2, "most-popular", split_folder, str(tmp_path / "m"))
+        distributed.spawn(train_model, 2, "most-popular", split_folder, str(tmp_path / "m"))
 
 
-@pytest.mark.integration
+@pytest.mark.slow
 def test_ray_train_gives_the_weights_of_spawn(cli_model, split_folder, tmp_path):
     """Ray Train's TorchTrainer (local Ray, 2 CPU workers, gloo) runs the same entry: the
     weights equal those of the 2 spawned processes bit for bit (same seeds and shards)."""
     pytest.importorskip("ray.train")
-    from musicrec.serve.bundle import ModelBundle
+    from musicrec.bundle import ModelBundle
 
     out = str(tmp_path / "ray-model")
-    summary = distributed.run_ray(distributed.train_model, 2, "sasrec", split_folder, out, ENTRY_PARAMS,
+    summary = distributed.run_ray(train_model, 2, "sasrec", split_folder, out, ENTRY_PARAMS,
                                   num_cpus=2)
     assert summary["world_size"] == 2
     ray_w = ModelBundle.load(out).model.net_.state_dict()
@@ -203,14 +208,14 @@ def test_ray_train_gives_the_weights_of_spawn(cli_model, split_folder, tmp_path)
         assert torch.equal(ray_w[k], spawn_w[k]), k
 
 
-@pytest.mark.integration
+@pytest.mark.slow
 def test_torchrun_gives_the_weights_of_spawn(cli_model, split_folder, tmp_path):
     """``torchrun --standalone … -m musicrec.cli.main train`` (its own rendezvous on loopback): every
     rank runs the train command, which joins the group."""
     import subprocess
     import sys
 
-    from musicrec.serve.bundle import ModelBundle
+    from musicrec.bundle import ModelBundle
 
     out = str(tmp_path / "torchrun-model")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
@@ -244,7 +249,7 @@ def test_a_one_process_group_is_the_plain_run(monkeypatch):
 
 
 def test_distributed_required_without_a_group_is_a_clear_error():
-    from musicrec.train.trainer import Trainer, TrainerConfig
+    from musicrec.models.trainer import Trainer, TrainerConfig
 
     net = torch.nn.Linear(2, 1)
     with pytest.raises(MusicrecError, match="process group"):
@@ -276,7 +281,7 @@ def test_nccl_on_cuda_matches_one_process():
 def test_train_entry_alone_returns_a_json_summary(split_folder, tmp_path):
     """Without a process group the entry is a plain fit; its summary is JSON (the Ray launcher
     sends it back as a file)."""
-    summary = distributed.train_model("sasrec", split_folder, str(tmp_path / "m"),
+    summary = train_model("sasrec", split_folder, str(tmp_path / "m"),
                                       {"embedding_dim": 8, "n_layers": 1, "max_len": 5, "epochs": 1,
                                        "n_negatives": 10, "device": "cpu"})
     json.dumps(summary)

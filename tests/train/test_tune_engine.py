@@ -13,8 +13,6 @@ from musicrec.preprocess.split import user_holdout
 from musicrec.train.fit import fit_model
 from musicrec.train.tune import tune
 
-pytestmark = pytest.mark.integration
-
 FIXED = {"min_item_users": 5}     # EASE over items with >= 5 listeners: a small, exact inverse
 
 

@@ -31,7 +31,7 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-        from musicrec.cli.main import fail
+        from musicrec.cli.common import fail
         from musicrec.features.audio import AudioConfig, extract_dir
 
         config = AudioConfig(max_seconds=None if whole else max_seconds, n_mels=n_mels)

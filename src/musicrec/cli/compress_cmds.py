@@ -25,7 +25,7 @@ def _check_dir(model_dir: str) -> None:
 
 
 def _load_bundle(model_dir: str):
-    from musicrec.serve.bundle import ModelBundle
+    from musicrec.bundle import ModelBundle
 
     _check_dir(model_dir)
     return ModelBundle.load(model_dir)
@@ -62,11 +62,11 @@ def register(app: typer.Typer) -> None:
         """
         import time
 
+        from musicrec.bundle import ModelBundle, bundle_meta
         from musicrec.features.interactions import Interactions
         from musicrec.models.compress import Distillation
         from musicrec.models.registry import create
         from musicrec.preprocess.splitset import Split
-        from musicrec.serve.bundle import ModelBundle, bundle_meta
         from musicrec.train.fit import catalogue, default_metric, parse_param, training_events, validation_fn
 
         _check_out(out, teacher)
@@ -109,8 +109,8 @@ def register(app: typer.Typer) -> None:
         The copy loads like any model folder (`musicrec serve`, `evaluate`, `recommend`); with
         --int8 it scores through ONNX Runtime (network.int8.onnx).
         """
-        from musicrec.models.compress import check_exportable, export_onnx, remove_onnx, to_fp16, _check_neural
-        from musicrec.serve.bundle import ModelBundle
+        from musicrec.bundle import ModelBundle
+        from musicrec.models.compress import _check_neural, check_exportable, export_onnx, remove_onnx, to_fp16
 
         if not (int8 or fp16):
             raise MusicrecError("give --int8 and/or --fp16")

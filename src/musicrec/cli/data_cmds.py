@@ -10,7 +10,7 @@ from musicrec import MusicrecError
 
 
 def _fail(exc: MusicrecError) -> None:
-    from musicrec.cli.main import fail
+    from musicrec.cli.common import fail
 
     fail(str(exc))
 
@@ -34,7 +34,7 @@ def register(app: typer.Typer) -> None:
     def datasets_list():
         """List the known datasets: official URL, licence, files, row counts, and whether each is
         fetched into the data home."""
-        from musicrec.cli.main import data_home
+        from musicrec.cli.common import data_home
         from musicrec.ingest.datasets import DATASETS, is_cached
 
         home = data_home()
@@ -55,7 +55,7 @@ def register(app: typer.Typer) -> None:
                                                                    "else the official URL)"),
     ):
         """Fetch a dataset into the data home, verify it, and print its folder."""
-        from musicrec.cli.main import data_home, data_mirror
+        from musicrec.cli.common import data_home, data_mirror
         from musicrec.ingest.datasets import fetch
 
         try:
@@ -89,7 +89,7 @@ def register(app: typer.Typer) -> None:
         """
         from rich.console import Console
 
-        from musicrec.cli.main import data_home, engine_from_options
+        from musicrec.cli.common import data_home, engine_from_options
         from musicrec.ingest.datasets import reader_and_path
         from musicrec.ingest.readers import read_chunks
         from musicrec.store import Store

@@ -5,7 +5,6 @@ Heavy libraries are imported inside commands so ``musicrec --help`` stays instan
 
 from __future__ import annotations
 
-import os
 import sys
 
 import typer
@@ -14,33 +13,6 @@ from musicrec import MusicrecError
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="Music recommendation from raw listening logs.")
-
-
-def data_home() -> str:
-    """``$MUSICREC_HOME`` or ``~/.cache/musicrec``."""
-    return os.environ.get("MUSICREC_HOME") or os.path.join(os.path.expanduser("~"), ".cache", "musicrec")
-
-
-def data_mirror() -> str | None:
-    """``$MUSICREC_DATA_MIRROR``: a local folder holding dataset copies (one sub-folder per dataset)."""
-    return os.environ.get("MUSICREC_DATA_MIRROR") or None
-
-
-def engine_from_options(engine: str, ray_address: str | None):
-    """The engine of ``--engine`` / ``--ray-address`` (MusicrecError for a bad combination)."""
-    from musicrec.engine import make_engine
-
-    if engine == "ray":
-        return make_engine("ray", address=ray_address)
-    if ray_address:
-        raise MusicrecError("--ray-address needs --engine ray")
-    return make_engine(engine)
-
-
-def fail(message: str) -> None:
-    """Print a one-line error and exit non-zero."""
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(2)
 
 
 _REGISTERED = False

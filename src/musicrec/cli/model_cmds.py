@@ -11,7 +11,6 @@ import typer
 
 from musicrec import MusicrecError, fsio
 
-
 QUICK_METRICS = ["ndcg@10", "ndcg@20", "recall@10", "recall@20", "precision@10", "map@10", "coverage@10"]
 
 
@@ -125,7 +124,7 @@ def register(app: typer.Typer) -> None:
         processes or N Ray Train workers; under torchrun, run this command
         as the module `musicrec.cli.main` (see `musicrec.train.distributed`).
         """
-        from musicrec.serve.bundle import ModelBundle, bundle_meta
+        from musicrec.bundle import ModelBundle, bundle_meta
         from musicrec.train.fit import fit_model, read_config
 
         params = {}
@@ -134,10 +133,11 @@ def register(app: typer.Typer) -> None:
             if cfg_model and cfg_model != model:
                 raise MusicrecError(f"{config} holds parameters of {cfg_model!r}, not {model!r}")
         params.update(_params(param))
+        from musicrec.bundle import train_model
         from musicrec.train import distributed
 
         if distributed.under_torchrun():  # torchrun runs this same command once per rank
-            me, done = distributed.run_in_group(distributed.train_model, model, split, out, params, include_valid,
+            me, done = distributed.run_in_group(train_model, model, split, out, params, include_valid,
                                                 resume, True, _checkpoints(out, resume))
             if me == 0:
                 typer.echo(f"trained {model} on {done['world_size']} processes (torchrun) in {done['fit_s']:.2f}s, "
@@ -146,7 +146,7 @@ def register(app: typer.Typer) -> None:
         if nproc != 1 or launcher != "spawn":
 
             _load_split(split)              # a missing folder fails here, not in N workers
-            done = distributed.launch(launcher, distributed.train_model, nproc, model, split, out, params,
+            done = distributed.launch(launcher, train_model, nproc, model, split, out, params,
                                       include_valid, resume, True, _checkpoints(out, resume))
             typer.echo(f"trained {model} on {done['world_size']} processes ({launcher}) in {done['fit_s']:.2f}s "
                        f"on {done['n_users']} users x {done['n_items']} items, best epoch {done['best_epoch']} -> {out}")
@@ -192,10 +192,10 @@ def register(app: typer.Typer) -> None:
         test, validation) items are left out of the ranking; --relevant reachable gives the old,
         inflated convention. The --json output counts unreachable items (`n_relevant_unreachable`).
         """
+        from musicrec.bundle import check_split, read_meta
         from musicrec.evaluate.protocols import evaluate as run_eval
         from musicrec.evaluate.report import format_table, write_json
         from musicrec.models.registry import load_model
-        from musicrec.serve.bundle import check_split, read_meta
 
         ks = _ks(ctx, k)
         sp = _load_split(split)
@@ -234,7 +234,7 @@ def register(app: typer.Typer) -> None:
         `musicrec.train.tune`). `musicrec train MODEL --config OUT/best.json --include-valid` then
         refits with the best ones.
         """
-        from musicrec.cli.main import engine_from_options
+        from musicrec.cli.common import engine_from_options
         from musicrec.features.interactions import atomic_write_json
         from musicrec.train.tune import default_parallel
         from musicrec.train.tune import tune as run_tune
@@ -295,7 +295,7 @@ def register(app: typer.Typer) -> None:
                                           help="allow items the listener already played (or the seeds themselves)"),
     ):
         """Recommend for a known listener (--user) or a new one (--seed ARTIST ... or --tag GENRE ...), with reasons."""
-        from musicrec.serve.bundle import ModelBundle
+        from musicrec.bundle import ModelBundle
 
         if sum([user is not None, bool(seed), bool(tag)]) != 1:
             raise MusicrecError("give either --user ID, one or more --seed NAME, or one or more --tag TAG")
@@ -319,7 +319,7 @@ def register(app: typer.Typer) -> None:
         k: int = typer.Option(10, "-k", "--k"),
     ):
         """Items most similar to one artist/track."""
-        from musicrec.serve.bundle import ModelBundle
+        from musicrec.bundle import ModelBundle
 
         _check_k(k)
         matched, recs = ModelBundle.load(model_dir).similar(name, k=k)
@@ -333,7 +333,7 @@ def register(app: typer.Typer) -> None:
         tune_budget: float = typer.Option(40.0, "--tune-budget", help="seconds of tuning per model: no trial starts after it (0: no limit)"),
     ):
         """HetRec Last.fm 2K end to end: fetch, ingest, split, tune, evaluate, report, recommend."""
-        from musicrec.cli.main import data_home, data_mirror
+        from musicrec.cli.common import data_home, data_mirror
         from musicrec.evaluate.report import format_table
         from musicrec.pipeline import quickstart as run
 

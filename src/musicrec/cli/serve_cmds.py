@@ -78,7 +78,7 @@ def local_copy(url: str) -> str:
     import hashlib
 
     from musicrec import fsio
-    from musicrec.cli.main import data_home
+    from musicrec.cli.common import data_home
 
     if not fsio.isfile(fsio.join(url, "config.json")):
         raise MusicrecError(f"{url}: not a model directory (no config.json)")

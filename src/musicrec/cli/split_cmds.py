@@ -101,7 +101,7 @@ def register(app: typer.Typer) -> None:
 
         A store named `import` can be given as ./import.
         """
-        from musicrec.cli.main import fail
+        from musicrec.cli.common import fail
 
         if target == "import":
             if store_arg is None:
@@ -142,7 +142,7 @@ def register(app: typer.Typer) -> None:
                 wrong = [flags[k] for k in params if k not in accepted]
                 if wrong:
                     fail(f"{', '.join(wrong)} do(es) not apply to protocol {protocol}")
-            from musicrec.cli.main import engine_from_options
+            from musicrec.cli.common import engine_from_options
 
             with engine_from_options(engine, ray_address) as runner:
                 result = make_split(target, protocol, out=out, item_level=item, seed=seed, min_ms=min_ms,

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from musicrec import MusicrecError, fsio, __version__
+from musicrec import MusicrecError, __version__, fsio
 
 
 # ---------------------------------------------------------------- network
@@ -138,7 +138,7 @@ class AudioCNN:
         ``targets`` is (N, D) float (item embeddings or tag vectors: regression with ``loss``)
         or (N,) integer/string labels (classification, cross-entropy).
         """
-        from musicrec.train.trainer import pick_device, seed_everything
+        from musicrec.models.trainer import pick_device, seed_everything
 
         self._validate()
         mels = _check_mels(mels)
@@ -267,7 +267,7 @@ class AudioCNN:
     def load(cls, path: str, device: str = "auto") -> "AudioCNN":
         """A model saved by ``save``, on ``device``."""
         from musicrec.features.interactions import load_arrays
-        from musicrec.train.trainer import pick_device
+        from musicrec.models.trainer import pick_device
 
         cfg_path, state_path = os.path.join(path, "config.json"), os.path.join(path, "state.npz")
         if not (os.path.isfile(cfg_path) and os.path.isfile(state_path)):

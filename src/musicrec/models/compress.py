@@ -30,7 +30,6 @@ Serving artefacts (all arrays/ONNX + JSON, no pickles), written into a model fol
 from __future__ import annotations
 
 import copy
-import hashlib
 import io
 import logging
 import os
@@ -40,11 +39,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from musicrec import MusicrecError, fsio
+from musicrec.models.neural import embedding_keys
+from musicrec.models.onnx_runtime import ITEM_VECTORS, NETWORK_INT8, NETWORK_JSON, NETWORK_ONNX, state_digest
 
-NETWORK_JSON = "network.json"
-NETWORK_ONNX = "network.onnx"
-NETWORK_INT8 = "network.int8.onnx"
-ITEM_VECTORS = "item_vectors.npz"
 OPSET = 17
 # teacher logits are computed in row chunks of at most this many (row, item) entries when only
 # the top-k are kept, so a large catalogue never needs a full (N, I) matrix at once
@@ -210,13 +207,6 @@ def distill(student, teacher, train, temperature: float = 2.0, alpha: float = 0.
 
 
 # ---------------------------------------------------------------- fp16 embeddings
-def embedding_keys(net) -> list[str]:
-    """State-dict names of every embedding table of ``net`` (item, position, user embeddings)."""
-    from torch import nn
-
-    return [f"{name}.weight" for name, m in net.named_modules() if isinstance(m, nn.Embedding)]
-
-
 def to_fp16(model):
     """A copy of ``model`` whose embedding tables are rounded to float16 and saved as float16.
 
@@ -238,16 +228,6 @@ def to_fp16(model):
 
 
 # ---------------------------------------------------------------- ONNX export
-def state_digest(model) -> str:
-    """sha256 of the network's weights (float32 bytes, by name): ties an exported ONNX network
-    to the exact weights it was exported from."""
-    h = hashlib.sha256()
-    for key, value in sorted(model.net_.state_dict().items()):
-        h.update(key.encode())
-        h.update(np.ascontiguousarray(value.detach().cpu().float().numpy()).tobytes())
-    return h.hexdigest()
-
-
 def check_exportable(model) -> None:
     """Raise MusicrecError unless ``model`` scores as (history window -> query) @ item vectors."""
     from musicrec.models.neural import SequenceRecommender

@@ -1,4 +1,4 @@
-"""What every PyTorch model shares: training through ``train.trainer``, npz persistence, and
+"""What every PyTorch model shares: training through ``models.trainer``, npz persistence, and
 (for sequence models) padded windows, next-item losses and scoring of the last position.
 
 A model file defines a network (``nn.Module``) that only computes hidden states and scores,
@@ -29,7 +29,7 @@ import numpy as np
 
 from musicrec.features.interactions import Histories, Interactions
 from musicrec.models.base import Recommender
-from musicrec.train.trainer import Trainer, TrainerConfig, pick_device, seed_everything
+from musicrec.models.trainer import Trainer, TrainerConfig, pick_device, seed_everything
 
 LOSSES = ("ce", "sampled", "bpr")
 NORMS = ("layer", "batch", "none")
@@ -37,7 +37,7 @@ NORMS = ("layer", "batch", "none")
 
 @dataclass(frozen=True)
 class TrainingConfig:
-    """Optimisation settings shared by every deep model (see ``train.trainer.TrainerConfig``)."""
+    """Optimisation settings shared by every deep model (see ``models.trainer.TrainerConfig``)."""
 
     epochs: int = 20              # maximum epochs; early stopping on validation when given
     batch_size: int = 128         # training examples per step
@@ -65,7 +65,7 @@ class NeuralRecommender(Recommender):
             Higher-is-better validation metric; enables early stopping (the best epoch's
             weights are kept).
         checkpoint_dir : str, optional
-            Write a resumable checkpoint there after every epoch (see ``train.trainer``).
+            Write a resumable checkpoint there after every epoch (see ``models.trainer``).
         resume : bool
             Continue from ``checkpoint_dir``'s checkpoint when one exists; it must come from the
             same hyperparameters (``epochs`` and ``patience`` may differ) and training data.
@@ -215,8 +215,6 @@ class NeuralRecommender(Recommender):
     def _state(self) -> dict[str, np.ndarray]:
         state = {f"net.{k}": v.detach().cpu().numpy() for k, v in self.net_.state_dict().items()}
         if getattr(self, "fp16_", False):       # compressed storage (models.compress.to_fp16)
-            from musicrec.models.compress import embedding_keys
-
             for key in embedding_keys(self.net_):
                 state[f"net.{key}"] = state[f"net.{key}"].astype(np.float16)
         state["best_epoch"] = np.array(self.best_epoch_)
@@ -244,8 +242,7 @@ class NeuralRecommender(Recommender):
     def load_from(cls, path: str, params: dict) -> "NeuralRecommender":
         model = super().load_from(path, params)
         from musicrec import MusicrecError, fsio
-        from musicrec.models.compress import NETWORK_JSON
-        from musicrec.models.onnx_runtime import attach
+        from musicrec.models.onnx_runtime import NETWORK_JSON, attach
 
         # scores through ONNX Runtime when the folder has an export; a damaged export is a
         # one-line error naming it (ONNX Runtime's own errors, InvalidProtobuf, Fail, ..., derive
@@ -374,6 +371,13 @@ class SequenceRecommender(NeuralRecommender):
         with torch.inference_mode():
             emb = torch.nn.functional.normalize(self.net_.item_embeddings(), dim=1)
             return (emb[torch.as_tensor(items)] @ emb.T).numpy().astype(np.float32)
+
+
+def embedding_keys(net) -> list[str]:
+    """State-dict names of every embedding table of ``net`` (item, position, user embeddings)."""
+    from torch import nn
+
+    return [f"{name}.weight" for name, m in net.named_modules() if isinstance(m, nn.Embedding)]
 
 
 def left_pad(seqs: list, length: int) -> np.ndarray:

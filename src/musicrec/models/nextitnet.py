@@ -27,6 +27,7 @@ from torch import nn
 from musicrec import MusicrecError
 from musicrec.models.neural import LOSSES, NORMS, SequenceRecommender, TrainingConfig
 from musicrec.models.nn_blocks import make_norm
+from musicrec.models.validate import parse_dilations
 
 
 # ---------------------------------------------------------------- network
@@ -90,15 +91,6 @@ class NextItNetNet(nn.Module):
         for block in self.blocks:
             x = block(x, keep)
         return x
-
-
-def parse_dilations(value) -> list[int]:
-    """``"1,2,4"`` or ``[1, 2, 4]`` -> [1, 2, 4]; raises ValueError unless positive integers."""
-    parts = value.split(",") if isinstance(value, str) else list(value)
-    out = [int(p) if isinstance(p, str) else p for p in parts]
-    if not out or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in out):
-        raise ValueError(value)
-    return out
 
 
 # ---------------------------------------------------------------- estimator

@@ -20,6 +20,7 @@ Environment:
 
 from __future__ import annotations
 
+import hashlib
 import os
 import warnings
 
@@ -29,6 +30,10 @@ from musicrec import MusicrecError, fsio
 from musicrec.features.interactions import load_arrays
 
 MODES = ("auto", "fp32", "int8", "off")
+NETWORK_JSON = "network.json"
+NETWORK_ONNX = "network.onnx"
+NETWORK_INT8 = "network.int8.onnx"
+ITEM_VECTORS = "item_vectors.npz"
 
 
 def session(model: bytes, threads: int = 1):
@@ -84,8 +89,6 @@ class OnnxScorer:
 
 def load(folder: str, meta: dict | None = None, mode: str | None = None, threads: int | None = None) -> OnnxScorer:
     """The scorer of a model folder holding ``network.json``."""
-    from musicrec.models.compress import NETWORK_JSON
-
     meta = meta if meta is not None else fsio.read_json(fsio.join(folder, NETWORK_JSON))
     mode = mode or os.environ.get("MUSICREC_ONNX", "auto")
     if mode not in MODES:
@@ -110,8 +113,6 @@ def load(folder: str, meta: dict | None = None, mode: str | None = None, threads
 
 def attach(model, folder: str) -> None:
     """Give a just-loaded deep model the ONNX scorer of ``folder`` when it has a matching one."""
-    from musicrec.models.compress import NETWORK_JSON, state_digest
-
     url = fsio.join(folder, NETWORK_JSON)
     if os.environ.get("MUSICREC_ONNX", "auto") == "off" or not fsio.exists(url):
         return
@@ -124,3 +125,13 @@ def attach(model, folder: str) -> None:
         warnings.warn(f"{folder}: {NETWORK_JSON} does not fit this model; scoring with torch", stacklevel=2)
         return
     model.scorer_ = load(folder, meta)
+
+
+def state_digest(model) -> str:
+    """sha256 of the network's weights (float32 bytes, by name): ties an exported ONNX network
+    to the exact weights it was exported from."""
+    h = hashlib.sha256()
+    for key, value in sorted(model.net_.state_dict().items()):
+        h.update(key.encode())
+        h.update(np.ascontiguousarray(value.detach().cpu().float().numpy()).tobytes())
+    return h.hexdigest()

@@ -52,10 +52,16 @@ def check_params(model, file: str) -> None:
                                     f"{WIDTH_CAP}, got {params[key]!r}")
 
 
-def _dilations(value) -> list[int]:
-    from musicrec.models.nextitnet import parse_dilations
+def parse_dilations(value) -> list[int]:
+    """``"1,2,4"`` or ``[1, 2, 4]`` -> [1, 2, 4]; raises ValueError unless positive integers."""
+    parts = value.split(",") if isinstance(value, str) else list(value)
+    out = [int(p) if isinstance(p, str) else p for p in parts]
+    if not out or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in out):
+        raise ValueError(value)
+    return out
 
-    return parse_dilations(value)
+
+_dilations = parse_dilations
 
 
 def check_config_params(name: str, params, valid: dict, file: str) -> dict:

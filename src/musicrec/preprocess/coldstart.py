@@ -19,21 +19,15 @@ import numpy as np
 import polars as pl
 
 from musicrec import MusicrecError
+from musicrec.preprocess import splitters
 from musicrec.preprocess.splitset import Split
-
-
-def _split_module():
-    # split.py registers these protocols in PROTOCOLS, so a top-level import would be circular
-    from musicrec.preprocess import split
-
-    return split
 
 
 def _shuffled(ids: pl.Series, seed: int, salt: int) -> np.ndarray:
     """Distinct ``ids`` in a seeded hash order; ``salt`` keeps the item and user draws of
     one seed unrelated."""
     ids = np.unique(ids.drop_nulls().to_numpy()).astype(np.int64)
-    keys = _split_module()._hash_keys(np.full(len(ids), salt, dtype=np.int64), ids, seed)
+    keys = splitters._hash_keys(np.full(len(ids), salt, dtype=np.int64), ids, seed)
     return ids[np.argsort(keys, kind="stable")]
 
 
@@ -42,7 +36,7 @@ def _share(n: int, frac: float) -> int:
 
 
 def _check(test_frac: float, valid_frac: float) -> None:
-    _split_module()._check_fracs(test_frac, valid_frac)
+    splitters._check_fracs(test_frac, valid_frac)
 
 
 def _with_history(part: pl.DataFrame, train: pl.DataFrame) -> tuple[pl.DataFrame, int]:
@@ -72,7 +66,7 @@ def item_coldstart(events, test_frac: float = 0.1, valid_frac: float = 0.05, see
     the cold items of the evaluated part; they are absent from train by construction.
     """
     _check(test_frac, valid_frac)
-    ev = _split_module()._events(events)
+    ev = splitters._events(events)
     items = ev["item_id"]
     order = _shuffled(items, seed, salt=1)
     n_test, n_valid = _share(len(order), test_frac), _share(len(order), valid_frac)
@@ -128,8 +122,7 @@ def user_coldstart(events, test_frac: float = 0.1, valid_frac: float = 0.05, n_s
         raise MusicrecError(f"n_seeds must be >= 1, got {n_seeds}")
     if min_items < n_seeds + 1:
         raise MusicrecError(f"min_items ({min_items}) must be > n_seeds ({n_seeds}): each user needs a target")
-    base = _split_module()
-    ev = base._events(events)
+    ev = splitters._events(events)
     counts = ev.group_by("user_id").agg(pl.col("item_id").n_unique().alias("_n"))
     order = _shuffled(counts.filter(pl.col("_n") >= min_items)["user_id"], seed, salt=2)
     n_test, n_valid = _share(len(order), test_frac), _share(len(order), valid_frac)
@@ -142,7 +135,7 @@ def user_coldstart(events, test_frac: float = 0.1, valid_frac: float = 0.05, n_s
     pairs = (ev.filter(pl.col("user_id").is_in(held)).select("user_id", "item_id").unique()
              .join(known, on="item_id", how="semi").sort("user_id", "item_id"))
     pairs = pairs.with_columns(
-        pl.Series("_key", base._hash_keys(pairs["user_id"].to_numpy(), pairs["item_id"].to_numpy(), seed)))
+        pl.Series("_key", splitters._hash_keys(pairs["user_id"].to_numpy(), pairs["item_id"].to_numpy(), seed)))
     pairs = pairs.with_columns(
         (pl.col("_key").rank("ordinal").over("user_id") <= n_seeds).alias("_seed"),
         pl.len().over("user_id").alias("_n"))
@@ -153,7 +146,7 @@ def user_coldstart(events, test_frac: float = 0.1, valid_frac: float = 0.05, n_s
     def targets(users: np.ndarray) -> tuple[pl.DataFrame, int]:
         part = ev.filter(pl.col("user_id").is_in(users)).join(kept_users, on="user_id", how="semi", maintain_order="left")
         part = part.join(seeds, on=["user_id", "item_id"], how="anti", maintain_order="left")
-        return base.drop_unseen(train, part)
+        return splitters.drop_unseen(train, part)
 
     test, n_unseen_test = targets(test_users)
     valid, n_unseen_valid = targets(valid_users) if valid_frac > 0 else (None, 0)

@@ -11,7 +11,6 @@ retry; the lock spares the retry). Ingests may run meanwhile.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import threading
 import time
@@ -150,37 +149,6 @@ def catalogue_mismatch(store, catalogue: pl.DataFrame, item_level: str) -> str:
     there = "missing" if row["s_name"] is None and row["s_source"] is None else repr(row["s_name"] or row["s_source"])
     return (f"{bad.height} of {model.height} of the model's {table} differ in the store (id {row['item_id']} is "
             f"{row['name']!r} in the model, {there} in the store)")
-
-
-def split_store_url(split_dir: str | None) -> str | None:
-    """The store a split was made from (its meta.json ``store``), or None when unknown or gone.
-
-    A relative store path is tried from the working directory, then from the split's parent
-    folder (where ``musicrec split`` usually ran).
-    """
-    meta_path = os.path.join(split_dir or "", "meta.json")
-    if not split_dir or not os.path.isfile(meta_path):
-        return None
-    with open(meta_path, encoding="utf-8") as fh:
-        url = json.load(fh).get("store")
-    if not url:
-        return None
-    if "://" in url:
-        return url
-    from musicrec.store import Store
-
-    for base in (os.getcwd(), os.path.dirname(os.path.abspath(split_dir))):
-        path = os.path.join(base, url)
-        if os.path.isdir(path) and Store(path).exists():
-            return os.path.abspath(path)
-    return None
-
-
-def data_cut_time(split_dir: str | None) -> float:
-    """When the split's training data was written (Unix seconds; 0 when unknown): plays posted
-    before it may already be in the model."""
-    path = os.path.join(split_dir or "", "train.parquet")
-    return os.path.getmtime(path) if split_dir and os.path.isfile(path) else 0.0
 
 
 def check_store(url: str) -> str:

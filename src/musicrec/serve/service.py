@@ -20,7 +20,6 @@ import functools
 import hashlib
 import inspect
 import os
-import threading
 import time
 from dataclasses import dataclass, field
 
@@ -29,14 +28,15 @@ import polars as pl
 import scipy.sparse as sp
 
 from musicrec import MusicrecError
+from musicrec.bundle import ModelBundle, data_cut_time, nothing_to_recommend, stored_store_url
 from musicrec.features.interactions import Histories
 from musicrec.models.base import Recommender, topk
 from musicrec.models.base import check_k as _check_k
+from musicrec.names import normalise
 from musicrec.serve import rules
-from musicrec.serve.bundle import ModelBundle, nothing_to_recommend
-from musicrec.serve.events import EventOverlay, StoreWriter, check_store, data_cut_time, split_store_url
-from musicrec.serve.names import normalise
-from musicrec.serve.preload import UserCandidates, UserQueries, fast_scorer
+from musicrec.serve.events import EventOverlay, StoreWriter, check_store
+from musicrec.serve.preload import CANDIDATE_VECTOR_FLOATS, UserCandidates, UserQueries, fast_scorer
+from musicrec.serve.search import CatalogueSearch
 
 N_TAGS = 5             # tags on an item card
 SEED_TRACKS = 3        # track-level models: a seed artist stands for their most played tracks
@@ -119,17 +119,16 @@ class Service:
         fast_scorer(self.model)
         self.retriever, self.item_vectors = self._build_retriever(ann)
         self.user_queries = UserQueries(self.model, train) if self.retriever is not None else None
-        self.user_candidates = UserCandidates(self.model, train) if self.retriever is None else None
+        self.user_candidates = self._candidates()
         self.events = overlay if overlay is not None else EventOverlay()
         split = bundle.meta.get("split")
-        self.data_cut = data_cut_time(split)
-        url = check_store(store_url) if store_url else split_store_url(split)
+        # recorded in the folder at training (older folders: read from their split, if it is there)
+        self.data_cut = float(bundle.meta.get("data_cut") or data_cut_time(split))
+        url = check_store(store_url) if store_url else stored_store_url(bundle.meta, split)
         self.writer = StoreWriter(url, bundle.items, self.item_level) if url else None
         self.version = model_version(self.model_dir) if self.model_dir else ""
         self.loaded_at = time.time()
-        self._search_index: pl.DataFrame | None = None     # built on first use (see _search_frame)
-        self._norm_artists: np.ndarray | None = None
-        self._search_lock = threading.Lock()
+        self.catalogue_search = CatalogueSearch(self.names, self.artists, self.popularity, bundle.names)
         self._warm_up()
 
     def _warm_up(self) -> None:
@@ -142,6 +141,17 @@ class Service:
                                 10, True, None, None)
             except MusicrecError:       # e.g. nothing left to recommend to that listener
                 pass
+
+    def _candidates(self) -> UserCandidates | None:
+        """Training listeners' best unseen items, kept (see ``preload``): scored in full, or, for a
+        dot-product model with a small enough catalogue, its exact dot products."""
+        if self.retriever is None:
+            return UserCandidates(self.model, self.train)
+        if self.item_vectors.size > CANDIDATE_VECTOR_FLOATS:
+            return None
+        queries, vectors = self.user_queries, self.item_vectors
+        return UserCandidates(self.model, self.train,
+                              score=lambda users: np.vstack([queries(int(u)) for u in users]) @ vectors.T)
 
     @classmethod
     def load(cls, model_dir: str, store_url: str | None = None, ann: str = "auto",
@@ -196,7 +206,7 @@ class Service:
         at track level an artist's ``SEED_TRACKS`` most played tracks."""
         if self.item_level == "track":
             key = normalise(str(seed))
-            by_artist = np.flatnonzero(self._normalised_artists() == key) if key else np.zeros(0, np.int64)
+            by_artist = np.flatnonzero(self.catalogue_search.artists() == key) if key else np.zeros(0, np.int64)
             if len(by_artist):
                 return by_artist[np.argsort(-self.popularity[by_artist], kind="stable")][:SEED_TRACKS].tolist()
         return [self.resolve_item(seed)]
@@ -267,11 +277,11 @@ class Service:
         rules = max_per_artist is not None or bool(diversity)
         n = min(self.n_items, k + len(seen) + min(max(k, 50) * (4 if rules else 1), MAX_CANDIDATE_MARGIN + k))
         cached = self.user_candidates(q.user, n) if q.user >= 0 and exclude_seen and self.user_candidates else None
-        if self.retriever is not None:
+        if cached is not None:              # scored at load: the same items a live scoring ranks first
+            idx, scores = cached
+        elif self.retriever is not None:
             vector = self.user_queries(q.user) if q.user >= 0 else self.model.query_vectors(q.histories)
             idx, scores = self.retriever.search(vector, n)
-        elif cached is not None:            # scored at load: the same items a live scoring ranks first
-            idx, scores = cached
         else:
             all_scores = np.array(self.model.score(q.histories), dtype=np.float32, copy=True)
             all_scores[:, seen] = -np.inf
@@ -339,39 +349,9 @@ class Service:
     def search(self, q: str, limit: int = 10) -> list[dict]:
         """Items whose name (or, for tracks, artist) matches ``q``: exact, then prefix, then
         substring, then fuzzy matches; more popular first within each group."""
-        key = normalise(q)
-        if not key:
-            return []
-        index = self._search_frame()
-        rank = (pl.when(pl.col("name") == key).then(0)
-                .when(pl.col("name").str.starts_with(key)).then(1)
-                .when(pl.col("name").str.contains(key, literal=True)).then(2)
-                .when(pl.col("artist") == key).then(3)
-                .when(pl.col("artist").str.contains(key, literal=True)).then(4))
-        hits = (index.with_columns(rank=rank).filter(pl.col("rank").is_not_null())
-                .sort(["rank", "pop", "idx"], descending=[False, True, False]).head(limit)["idx"].to_list())
-        if len(hits) < limit:
-            fuzzy = self.bundle.names.find(q)
-            if fuzzy is not None and fuzzy not in hits:
-                hits.append(fuzzy)
+        hits = self.catalogue_search.find(q, limit)
         return [{"item_id": int(self.item_ids[i]), "source_id": self.source_ids[i], "name": self.names[i],
                  "artist": self.artists[i], "tags": self.tags.get(i, [])} for i in hits]
-
-    def _search_frame(self) -> pl.DataFrame:
-        # built on first use: normalising a million names takes seconds
-        with self._search_lock:
-            if self._search_index is None:
-                self._search_index = pl.DataFrame({
-                    "idx": np.arange(self.n_items), "name": [normalise(n) for n in self.names],
-                    "artist": self._normalised_artists().tolist(), "pop": self.popularity})
-            return self._search_index
-
-    def _normalised_artists(self) -> np.ndarray:
-        """``normalise``d artist name per item (I,) object ("" when unknown)."""
-        if self._norm_artists is None:
-            by_name = {a: normalise(a) for a in set(self.artists) if a}
-            self._norm_artists = np.array([by_name.get(a, "") for a in self.artists], dtype=object)
-        return self._norm_artists
 
     # ------------------------------------------------------------ new plays
     def append_events(self, user_id: str, plays: list[dict]) -> dict:

@@ -1,5 +1,5 @@
 """Data-parallel training: start, join and leave a ``torch.distributed`` process group, and
-launch one function on N workers, so the one trainer (``train.trainer``) runs under DDP.
+launch one function on N workers, so the one trainer (``models.trainer``) runs under DDP.
 
 The trainer itself has no launcher logic: it wraps its work in DistributedDataParallel
 whenever a process group is initialised (see its module docstring for what changes across
@@ -292,46 +292,13 @@ def _check_nproc(nproc: int) -> None:
 
 
 # ---------------------------------------------------------------- the training entry
-def train_model(name: str, split: str, out: str, params: dict | None = None, include_valid: bool = False,
-                resume: bool = False, progress: bool = False, checkpoint_dir: str | None = "auto") -> dict:
-    """Fit registry model ``name`` on the split folder ``split`` in this process's rank of the
-    running process group (alone when there is none) and write the model folder ``out`` from
-    rank 0. Returns a JSON-able summary (fit seconds, best epoch, history) on every rank. What
-    every launcher's workers run.
-
-    ``checkpoint_dir`` "auto" is ``out/checkpoints`` for a local ``out`` and none for a URL
-    (checkpoints are local files; resuming under DDP needs them where every rank reads them).
-    """
-    from musicrec.preprocess.splitset import Split
-    from musicrec.serve.bundle import ModelBundle, bundle_meta
-    from musicrec.train.fit import fit_model
-
-    from musicrec.models.neural import NeuralRecommender
-    from musicrec.models.registry import model_class
-
-    if _world_size() > 1 and not issubclass(model_class(name), NeuralRecommender):
-        raise MusicrecError(f"{name} is not a deep model: only PyTorch models train data-parallel (use --nproc 1)")
-    if checkpoint_dir == "auto":
-        checkpoint_dir = default_checkpoints(out)
-    sp = Split.load(split)
-    fitted, fit_s = fit_model(name, sp, params, include_valid=include_valid, checkpoint_dir=checkpoint_dir,
-                              resume=resume, progress=progress)
-    if rank() == 0:
-        ModelBundle(fitted, sp.items, sp.users, bundle_meta(sp, split, include_valid, fit_s=fit_s,
-                                                            params=fitted.get_params(),
-                                                            world_size=_world_size())).save(out)
-    return {"fit_s": round(fit_s, 3), "best_epoch": getattr(fitted, "best_epoch_", None),
-            "history": getattr(fitted, "history_", []), "n_users": fitted.train_.n_users,
-            "n_items": fitted.train_.n_items, "world_size": _world_size()}
-
-
 def default_checkpoints(out: str) -> str | None:
     """``out/checkpoints`` for a model folder given as a path; None for a URL (checkpoints are
     local files)."""
     return os.path.join(out, "checkpoints") if "://" not in out else None
 
 
-def _world_size() -> int:
+def world_size() -> int:
     import torch.distributed as td
 
     return td.get_world_size() if td.is_available() and td.is_initialized() else 1

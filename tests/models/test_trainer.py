@@ -9,7 +9,8 @@ import pytest
 from resume_helper import EPOCHS, hit_rate, make_model, make_train
 
 from musicrec import MusicrecError
-from musicrec.train.trainer import CHECKPOINT, Trainer, TrainerConfig
+from musicrec.models.checkpoint import CHECKPOINT
+from musicrec.models.trainer import Trainer, TrainerConfig
 
 torch = pytest.importorskip("torch")
 nn = torch.nn

@@ -15,6 +15,7 @@ atomically.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 
@@ -24,8 +25,8 @@ import polars as pl
 from musicrec import MusicrecError, fsio, schema
 from musicrec.features.interactions import Histories, atomic_write_json
 from musicrec.models.base import Recommender
+from musicrec.names import NameIndex
 from musicrec.preprocess.splitset import Split, fingerprint
-from musicrec.serve.names import NameIndex
 
 
 @dataclass
@@ -56,6 +57,9 @@ def bundle_meta(split: Split, split_url: str, include_valid: bool, fit_s: float 
         "protocol": split.meta.get("protocol"), "item_level": split.meta.get("item_level", "artist"),
         "include_valid": bool(include_valid and split.valid is not None and split.valid.height > 0),
         "train_rows": events.height, "train_fingerprint": fingerprint(events),
+        # what serving needs of the split, so that the folder stands alone: the store, resolved
+        # now (a relative path means nothing on another machine), and when the data was cut
+        "store_url": split_store_url(split_url), "data_cut": data_cut_time(split_url),
     }
     if fit_s is not None:
         meta["fit_s"] = round(fit_s, 3)
@@ -90,9 +94,52 @@ def check_split(meta: dict, split: Split, split_url: str) -> bool:
                         "the split it was trained on, or pass --allow-other-split to score it on another one")
 
 
+def split_store_url(split_dir: str | None) -> str | None:
+    """The store a split was made from (its meta.json ``store``), or None when unknown or gone.
+
+    A relative store path is tried from the working directory, then from the split's parent
+    folder (where ``musicrec split`` usually ran).
+    """
+    meta_path = os.path.join(split_dir or "", "meta.json")
+    if not split_dir or not os.path.isfile(meta_path):
+        return None
+    with open(meta_path, encoding="utf-8") as fh:
+        url = json.load(fh).get("store")
+    if not url:
+        return None
+    if "://" in url:
+        return url
+    from musicrec.store import Store
+
+    for base in (os.getcwd(), os.path.dirname(os.path.abspath(split_dir))):
+        path = os.path.join(base, url)
+        if os.path.isdir(path) and Store(path).exists():
+            return os.path.abspath(path)
+    return None
+
+
+def data_cut_time(split_dir: str | None) -> float:
+    """When the split's training data was written (Unix seconds; 0 when unknown): plays posted
+    before it may already be in the model."""
+    path = os.path.join(split_dir or "", "train.parquet")
+    return os.path.getmtime(path) if split_dir and os.path.isfile(path) else 0.0
+
+
+def stored_store_url(meta: dict, split_dir: str | None = None) -> str | None:
+    """The store a model folder's ``meta`` was trained from, when it still exists: the URL
+    recorded at training (``store_url``), else (older folders) the one its split names."""
+    from musicrec.store import Store
+
+    url = meta.get("store_url")
+    if url and ("://" in url or os.path.isdir(url)) and Store(url).exists():
+        return url
+    return split_store_url(split_dir) if not url else None
+
+
 #: the types of ``bundle.json``'s known keys (each may also be null)
 META_TYPES = {"split": str, "store": (str, int), "protocol": str, "item_level": str, "include_valid": bool,
-              "train_rows": int, "train_fingerprint": str, "fit_s": (int, float), "params": dict}
+              "train_rows": int, "train_fingerprint": str, "fit_s": (int, float), "params": dict,
+              "store_url": str, "data_cut": (int, float)}
 
 
 def read_meta(path: str) -> dict:
@@ -393,3 +440,34 @@ class ModelBundle:
         for rec, reason in zip(recs, self._similar_reasons(i, idx[0][:len(recs)])):
             rec.reason = reason
         return self.display[i], recs
+
+
+def train_model(name: str, split: str, out: str, params: dict | None = None, include_valid: bool = False,
+                resume: bool = False, progress: bool = False, checkpoint_dir: str | None = "auto") -> dict:
+    """Fit registry model ``name`` on the split folder ``split`` in this process's rank of the
+    running process group (alone when there is none) and write the model folder ``out`` from
+    rank 0. Returns a JSON-able summary (fit seconds, best epoch, history) on every rank. What
+    every launcher's workers run (``train.distributed``).
+
+    ``checkpoint_dir`` "auto" is ``out/checkpoints`` for a local ``out`` and none for a URL
+    (checkpoints are local files; resuming under DDP needs them where every rank reads them).
+    """
+    from musicrec.models.neural import NeuralRecommender
+    from musicrec.models.registry import model_class
+    from musicrec.train import distributed
+    from musicrec.train.fit import fit_model
+
+    if distributed.world_size() > 1 and not issubclass(model_class(name), NeuralRecommender):
+        raise MusicrecError(f"{name} is not a deep model: only PyTorch models train data-parallel (use --nproc 1)")
+    if checkpoint_dir == "auto":
+        checkpoint_dir = distributed.default_checkpoints(out)
+    sp = Split.load(split)
+    fitted, fit_s = fit_model(name, sp, params, include_valid=include_valid, checkpoint_dir=checkpoint_dir,
+                              resume=resume, progress=progress)
+    if distributed.rank() == 0:
+        ModelBundle(fitted, sp.items, sp.users, bundle_meta(sp, split, include_valid, fit_s=fit_s,
+                                                            params=fitted.get_params(),
+                                                            world_size=distributed.world_size())).save(out)
+    return {"fit_s": round(fit_s, 3), "best_epoch": getattr(fitted, "best_epoch_", None),
+            "history": getattr(fitted, "history_", []), "n_users": fitted.train_.n_users,
+            "n_items": fitted.train_.n_items, "world_size": distributed.world_size()}

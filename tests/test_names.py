@@ -1,6 +1,6 @@
 import numpy as np
 
-from musicrec.serve.names import NameIndex, normalise
+from musicrec.names import NameIndex, normalise
 
 
 def test_normalise_folds_case_accents_punctuation_and_leading_the():
@@ -28,7 +28,7 @@ def test_fuzzy_matches_are_difflibs_on_a_large_catalogue():
     import random
     import string
 
-    from musicrec.serve.names import CloseMatcher
+    from musicrec.names import CloseMatcher
 
     rng = random.Random(7)
     keys = sorted({"".join(rng.choice(string.ascii_lowercase + " 0123456789") for _ in range(rng.randint(1, 30)))
