@@ -6,6 +6,7 @@ Credentials and the endpoint come only from the environment (``AWS_ACCESS_KEY_ID
 s3fs, read by themselves: musicrec has no S3 settings of its own.
 """
 
+import json
 import logging
 import os
 import socket
@@ -26,6 +27,7 @@ from musicrec.features.interactions import load_arrays  # noqa: E402
 from musicrec.fsio import join, read_json  # noqa: E402
 from musicrec.preprocess.split import make_split  # noqa: E402
 from musicrec.preprocess.splitset import Split  # noqa: E402
+from musicrec.serve.service import Service  # noqa: E402
 from musicrec.store import TABLES, Store, ingest_path  # noqa: E402
 from musicrec.train.fit import fit_model  # noqa: E402
 
@@ -97,7 +99,8 @@ def run_pipeline(root: str, shared_data: str) -> dict:
     metrics = evaluate(bundle.model, split, ks=(10,)).metrics
     return {"store": Store(store), "made": made, "split": split, "bundle": bundle, "metrics": metrics,
             "arrays": {name: load_arrays(join(model_dir, name)) for name in ("state.npz", "interactions.npz")},
-            "recs": [(r.item_id, r.score, r.reason) for r in bundle.recommend_user("2", k=10)]}
+            "recs": [(c["item_id"], c["score"], c["reason"])
+                     for c in Service(bundle, model_dir, one_off=True).recommend_user("2", k=10)]}
 
 
 @pytest.fixture(scope="module")
@@ -168,12 +171,13 @@ def test_cli_on_s3_urls(s3, runs, shared_data):
         ("split", store, "--protocol", "user-holdout", "--seed", "3", "--out", split),
         ("train", "itemknn", "--split", split, "--out", model, "--param", "neighbors=50"),
         ("evaluate", model, "--split", split, "--k", "10", "--json", metrics),
-        ("recommend", model, "--user", "2", "-k", "5"),
+        ("recommend", model, "--user", "2", "-k", "5", "--json"),
     ]
     for args in steps:
         proc = musicrec(*args)
         assert proc.returncode == 0, (args[0], proc.stderr[-2000:])
-    assert "because you listened to" in proc.stdout
+    cards = json.loads(proc.stdout)
+    assert len(cards) == 5 and all(c["reason"] for c in cards)
     assert Split.load(split).test.equals(runs["local"]["split"].test)
     assert read_json(metrics)["metrics"]["ndcg@10"] == pytest.approx(runs["local"]["metrics"]["ndcg@10"])
     proc = musicrec("recommend", join(root, "no-model"), "--user", "2")

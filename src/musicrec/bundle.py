@@ -17,25 +17,15 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
 
 from musicrec import MusicrecError, fsio, schema
-from musicrec.features.interactions import Histories, atomic_write_json
+from musicrec.features.interactions import atomic_write_json
 from musicrec.models.base import Recommender
 from musicrec.names import NameIndex
 from musicrec.preprocess.splitset import Split, fingerprint
-
-
-@dataclass
-class Recommendation:
-    item_id: int          # store id
-    source_id: str | None  # the source's original id
-    name: str
-    score: float
-    reason: str           # "" when the model cannot explain
 
 
 def bundle_meta(split: Split, split_url: str, include_valid: bool, fit_s: float | None = None,
@@ -303,60 +293,7 @@ class ModelBundle:
                 return int(order[pos])
         raise MusicrecError(f"unknown user {user!r}: not in this model's training data")
 
-    def item_index(self, name: str) -> int:
-        idx = self.names.find(name)
-        if idx is None:
-            hint = self.names.suggest(name)
-            kind = "artist" if self.item_level == "artist" else "track"
-            raise MusicrecError(f"no {kind} matches {name!r}" + (f"; did you mean: {', '.join(hint)}?" if hint else ""))
-        return idx
-
-    # ------------------------------------------------------------ answering
-    def _explain(self, history: np.ndarray, item: int) -> str:
-        support = self.model.explain(history, item, n=2)
-        if not support:
-            return ""
-        return "because you listened to " + " and ".join(self.display[j] for j, _ in support)
-
-    def _package(self, idx: np.ndarray, scores: np.ndarray, history: np.ndarray) -> list[Recommendation]:
-        out = []
-        for i, s in zip(idx, scores):
-            if not np.isfinite(s):
-                break
-            row = self.items.row(int(i), named=True)
-            out.append(Recommendation(int(row["item_id"]), row["source_id"], self.display[int(i)], float(s),
-                                      self._explain(history, int(i))))
-        return out
-
-    def _nonempty(self, recs: list[Recommendation], who: str, history: np.ndarray,
-                  exclude_seen: bool) -> list[Recommendation]:
-        """``recs``, or the error saying why there are none (never an empty answer)."""
-        if not recs:
-            raise nothing_to_recommend(who, self.model.train_.n_items, len(np.unique(history)), exclude_seen,
-                                       self.model.name)
-        return recs
-
-    def recommend_user(self, user: str, k: int = 10, exclude_seen: bool = True) -> list[Recommendation]:
-        """Top ``k`` for a known listener, with reasons from their history."""
-        u = self.user_index(user)
-        hist = self.model.train_.histories([u])
-        idx, scores = self.model.recommend(hist, k=k, exclude_seen=exclude_seen)
-        return self._nonempty(self._package(idx[0], scores[0], hist.sequences[0]), f"listener {user!r}",
-                              hist.sequences[0], exclude_seen)
-
-    def recommend_seeds(self, seeds: list[str], k: int = 10, exclude_seen: bool = True) -> list[Recommendation]:
-        """Top ``k`` for a new listener (or a session) given artist/track names in listening order.
-
-        ``exclude_seen=False`` lets the seeds themselves come back: a session may well continue
-        with an artist it already played.
-        """
-        if not seeds:
-            raise MusicrecError("give at least one seed")
-        items = np.array([self.item_index(s) for s in seeds], dtype=np.int64)
-        hist = Histories.from_sequences([items], self.model.train_.n_items)
-        idx, scores = self.model.recommend(hist, k=k, exclude_seen=exclude_seen)
-        return self._nonempty(self._package(idx[0], scores[0], items), "these seeds", items, exclude_seen)
-
+    # ------------------------------------------------------------ what the answers are made of
     def tag_seeds(self, tags: list[str], n: int = 5) -> tuple[np.ndarray, list[str]]:
         """The ``n`` items that best stand for ``tags`` ("shoegaze", "post rock"; any spelling):
         item indices (n,), best first, and the matched tag names.
@@ -384,23 +321,7 @@ class ModelBundle:
         order = order[weight[order] > 0][:n]
         return order.astype(np.int64), [vocab.names[c] for c in cols]
 
-    def recommend_tags(self, tags: list[str], k: int = 10) -> list[Recommendation]:
-        """Top ``k`` for a new listener who names genres/tags: the tags' best-known items stand in as
-        seeds, and the model recommends from them (the seeds may come back: they fit the taste)."""
-        seeds, names = self.tag_seeds(tags)
-        hist = Histories.from_sequences([seeds], self.model.train_.n_items)
-        idx, scores = self.model.recommend(hist, k=k, exclude_seen=False)
-        recs = self._nonempty(self._package(idx[0], scores[0], seeds), "these tags", seeds, False)
-        tagged = self._tag_index[1].matrix[:, self._tag_index[0].lookup(names)]
-        for rec, i in zip(recs, idx[0]):
-            hits = [n for n, w in zip(names, tagged[int(i)].toarray().ravel()) if w > 0]
-            if hits:
-                rec.reason = f"a {' / '.join(hits)} favourite"
-            elif rec.reason:    # the listener named tags, not these artists: no "you listened to"
-                rec.reason = rec.reason.replace("because you listened to", "close to") + f" ({' / '.join(names)})"
-        return recs
-
-    def _similar_reasons(self, i: int, idx: np.ndarray) -> list[str]:
+    def similar_reasons(self, i: int, idx: np.ndarray) -> list[str]:
         """Why each item of ``idx`` is like item ``i``, in terms a listener can check: the training
         listeners who played both, and up to two (cleaned) tags both carry."""
         from musicrec.features.tags import item_tag_vectors
@@ -422,24 +343,6 @@ class ModelBundle:
                     parts.append("both tagged " + ", ".join(vocab.names[c] for c in top))
             reasons.append("; ".join(parts) or "no listeners or tags in common")
         return reasons
-
-    def similar(self, name: str, k: int = 10) -> tuple[str, list[Recommendation]]:
-        """The matched item's display name and its ``k`` most similar items, each with the reason
-        (listeners in common, shared tags)."""
-        i = self.item_index(name)
-        try:
-            idx, scores = self.model.similar_items([i], k=k)
-        except NotImplementedError:
-            raise MusicrecError(f"model {self.model.name} has no item similarity; use itemknn, ease, als, bpr or sr")
-        recs = self._package(idx[0], scores[0], np.array([], dtype=np.int64))
-        if not recs:
-            n = self.model.train_.n_items
-            raise MusicrecError(f"nothing is similar to {self.display[i]}: " + (
-                "the model knows no other item" if n <= 1 else
-                f"model {self.model.name} gives no finite similarity to any of the other {n - 1} items"))
-        for rec, reason in zip(recs, self._similar_reasons(i, idx[0][:len(recs)])):
-            rec.reason = reason
-        return self.display[i], recs
 
 
 def train_model(name: str, split: str, out: str, params: dict | None = None, include_valid: bool = False,

@@ -101,6 +101,7 @@ def quickstart(home: str, mirror: str | None, out_dir: str, trials: int = 20, lo
     from musicrec.evaluate.report import write_report
     from musicrec.ingest.datasets import fetch
     from musicrec.preprocess.split import make_split
+    from musicrec.serve.service import Service
     from musicrec.store import ingest_path
 
     t0 = time.perf_counter()
@@ -133,7 +134,7 @@ def quickstart(home: str, mirror: str | None, out_dir: str, trials: int = 20, lo
                                      params=best.info.get("params", {})))
     bundle.save(bundle_dir)
     listener = sample_listener(split)
-    recs = bundle.recommend_user(listener, k=10)
+    recs = Service(bundle, bundle_dir, one_off=True).recommend_user(listener, k=10)   # what the server answers
     held_out = set(split.test.filter(split.test["user_id"] == int(_store_user(split, listener)))["item_id"].to_list())
     names = dict(zip(split.items["item_id"].to_list(), split.items["name"].to_list()))
     return {"report": report_path, "results": comp.results, "best": best.model, "bundle": bundle_dir,

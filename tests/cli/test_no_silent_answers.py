@@ -119,11 +119,12 @@ def test_k_below_one_is_an_error(world, capsys, argv, fragment):
 
 def test_python_api_k_below_one_is_a_musicrec_error(world):
     from musicrec import MusicrecError
-    from musicrec.bundle import ModelBundle
+    from musicrec.serve.service import Service
 
-    bundle = ModelBundle.load(world["model"])
-    for call in (lambda: bundle.recommend_user("u2", k=0), lambda: bundle.recommend_seeds(["SOS"], k=-1),
-                 lambda: bundle.model.recommend_users([0], k=0), lambda: bundle.model.similar_items([0], k=0)):
+    svc = Service.load(world["model"], one_off=True)
+    for call in (lambda: svc.recommend_user("u2", k=0), lambda: svc.recommend_session([], ["SOS"], k=-1),
+                 lambda: svc.similar("SOS", k=0),
+                 lambda: svc.model.recommend_users([0], k=0), lambda: svc.model.similar_items([0], k=0)):
         with pytest.raises(MusicrecError, match="k must be an integer >= 1"):
             call()
 

@@ -150,6 +150,7 @@ def test_remote_model_folder_is_copied_locally_before_serving(model_dir, tmp_pat
     from musicrec import MusicrecError
     from musicrec.bundle import ModelBundle
     from musicrec.cli.serve_cmds import local_copy
+    from musicrec.serve.service import Service
 
     monkeypatch.setenv("MUSICREC_HOME", str(tmp_path / "home"))
     fs = fsspec.filesystem("memory")
@@ -157,6 +158,6 @@ def test_remote_model_folder_is_copied_locally_before_serving(model_dir, tmp_pat
     local = local_copy("memory://served-test/model")
     assert local.startswith(str(tmp_path / "home"))
     assert sorted(os.listdir(local)) == sorted(os.listdir(model_dir))
-    assert ModelBundle.load(local).recommend_user(ModelBundle.load(model_dir).users["source_id"][0], k=5)
+    assert Service.load(local, one_off=True).recommend_user(ModelBundle.load(model_dir).users["source_id"][0], k=5)
     with pytest.raises(MusicrecError, match="not a model directory"):
         local_copy("memory://served-test/nothing-here")

@@ -21,6 +21,7 @@ import pytest
 from musicrec import MusicrecError, schema
 from musicrec.bundle import ModelBundle
 from musicrec.models import registry
+from musicrec.serve.service import Service
 
 TINY = {
     "itemknn": {"neighbors": 10},
@@ -228,19 +229,18 @@ def test_loading_a_tampered_folder_is_one_line_error_naming_the_file(folders, tm
         one_line_naming(proc.stdout, file)
         return
     with pytest.raises(MusicrecError) as err:
-        bundle = ModelBundle.load(str(folder))
-        bundle.recommend_user("0", k=5)       # never reached: loading must refuse the folder
+        Service.load(str(folder), one_off=True).recommend_user("0", k=5)  # loading must refuse the folder
     one_line_naming(str(err.value), file)
 
 
 LOAD_AND_USE = """
 import sys
 from musicrec import MusicrecError
-from musicrec.bundle import ModelBundle
+from musicrec.serve.service import Service
 try:
-    b = ModelBundle.load(sys.argv[1])
-    b.recommend_user("0", k=5)
-    b.recommend_seeds(["1"], k=5)
+    svc = Service.load(sys.argv[1], one_off=True)
+    svc.recommend_user("0", k=5)
+    svc.recommend_session([], ["1"], k=5)
 except MusicrecError as exc:
     print(exc)
     sys.exit(1)
@@ -269,8 +269,7 @@ def test_the_cli_says_one_line_and_exits_nonzero(folders, tmp_path, model, case,
 
 @pytest.mark.parametrize("model", list(TINY))
 def test_untouched_folders_still_load_and_answer(folders, model):
-    bundle = ModelBundle.load(str(folders[model]))
-    assert bundle.recommend_user("0", k=3)
+    assert Service.load(str(folders[model]), one_off=True).recommend_user("0", k=3)
 
 
 # ---------------------------------------------------------------- ONNX exports and size caps

@@ -1,10 +1,11 @@
-"""ModelBundle answers for new listeners and sessions given by name."""
+"""Answers for new listeners and sessions given by name (seeds, tags), through the one core."""
 
 import pytest
 from serve_helpers import train_bundle
 
 from musicrec import MusicrecError
 from musicrec.bundle import ModelBundle
+from musicrec.serve.service import Service
 
 
 @pytest.fixture(scope="module")
@@ -15,19 +16,19 @@ def recent_dir(hetrec, tmp_path_factory):
 
 
 def test_seeds_are_excluded_unless_asked_for(recent_dir):
-    bundle = ModelBundle.load(recent_dir)
+    svc = Service.load(recent_dir, one_off=True)
     seeds = ["radiohead", "muse"]
-    wanted = {bundle.item_index(s) for s in seeds}
-    names = {bundle.display[i] for i in wanted}
-    excluded = {r.name for r in bundle.recommend_seeds(seeds, k=5)}
+    names = {svc.names[svc.resolve_item(s)] for s in seeds}
+    assert names == {"Radiohead", "Muse"}
+    excluded = {c["name"] for c in svc.recommend_session([], seeds, k=5)}
     assert excluded and not excluded & names
-    included = [r.name for r in bundle.recommend_seeds(seeds, k=5, exclude_seen=False)]
+    included = [c["name"] for c in svc.recommend_session([], seeds, k=5, exclude_seen=False)]
     assert set(included[:2]) == names
 
 
 def test_unknown_seed_is_a_user_error(recent_dir):
-    with pytest.raises(MusicrecError, match="no artist matches"):
-        ModelBundle.load(recent_dir).recommend_seeds(["zzzz qqqq xxxx"], k=5)
+    with pytest.raises(MusicrecError, match="unknown artist 'zzzz qqqq xxxx'"):
+        Service.load(recent_dir, one_off=True).recommend_session([], ["zzzz qqqq xxxx"], k=5)
 
 
 def test_tag_onboarding_recommends_the_genre(recent_dir):
@@ -36,7 +37,8 @@ def test_tag_onboarding_recommends_the_genre(recent_dir):
     assert names == ["heavy metal"] and len(seeds) == 5
     tagged = set(bundle.item_tags.filter(bundle.item_tags["tag"] == "heavy metal")["item_id"].to_list())
     assert {int(bundle.items["item_id"][int(i)]) for i in seeds} <= tagged
-    recs = bundle.recommend_tags(["heavy metal"], k=5)
-    assert len(recs) == 5 and all("heavy metal favourite" in r.reason for r in recs)
+    svc = Service(bundle, recent_dir, one_off=True)
+    cards = svc.recommend_session([], [], k=5, exclude_seen=False, seed_tags=["heavy metal"])
+    assert len(cards) == 5 and {c["item_id"] for c in cards} <= tagged
     with pytest.raises(MusicrecError, match="unknown tag"):
-        bundle.recommend_tags(["zzqx no such genre"])
+        svc.recommend_session([], [], k=5, seed_tags=["zzqx no such genre"])

@@ -14,6 +14,7 @@ from musicrec import MusicrecError
 from musicrec.bundle import ModelBundle, bundle_meta
 from musicrec.preprocess.splitset import Split
 from musicrec.serve.app import create_app
+from musicrec.serve.service import Service
 from musicrec.train.fit import fit_model
 
 
@@ -34,13 +35,13 @@ def model_dir(tmp_path_factory):
     return str(base / "model")
 
 
-def test_bundle_says_why_there_is_nothing_to_recommend(model_dir):
-    bundle = ModelBundle.load(model_dir)
+def test_the_core_says_why_there_is_nothing_to_recommend(model_dir):
+    svc = Service.load(model_dir, one_off=True)
     with pytest.raises(MusicrecError, match="nothing to recommend for listener 'u1': their history already "
                                             "holds all 3 items"):
-        bundle.recommend_user("u1")
-    assert [r.name for r in bundle.recommend_user("u1", exclude_seen=False)] == ["Abba", "Blur", "Cher"]
-    assert [r.name for r in bundle.recommend_user("u2")] == ["Cher"]
+        svc.recommend_user("u1")
+    assert [c["name"] for c in svc.recommend_user("u1", exclude_seen=False)] == ["Abba", "Blur", "Cher"]
+    assert [c["name"] for c in svc.recommend_user("u2")] == ["Cher"]
 
 
 def test_http_api_answers_nothing_to_recommend_with_a_json_error(model_dir):
@@ -48,7 +49,7 @@ def test_http_api_answers_nothing_to_recommend_with_a_json_error(model_dir):
         resp = client.get("/v1/users/u1/recommendations")
         assert resp.status_code == 422
         message = resp.json()["error"]["message"]
-        assert message.startswith("nothing to recommend for this listener: their history already holds all 3 items")
+        assert message.startswith("nothing to recommend for listener 'u1': their history already holds all 3 items")
         assert "exclude_seen=false" in message
         resp = client.post("/v1/recommendations", json={"recent_plays": ["Abba", "Blur", "Cher"]})
         assert resp.status_code == 422 and "nothing to recommend" in resp.json()["error"]["message"]

@@ -103,7 +103,8 @@ def test_similar_items_and_search(ease):
     item, cards = ease.similar("madonna", k=5)
     assert item["name"] == "Madonna" and len(cards) == 5
     assert "Madonna" not in [c["name"] for c in cards]
-    assert {c["reason"] for c in cards} == {"similar to Madonna"}
+    # why: listeners in common with Madonna (counted on the training rows), shared tags
+    assert all(c["reason"].split(" listener")[0].replace(",", "").isdigit() for c in cards), cards
     hits = ease.search("beatles", limit=3)
     assert hits[0]["name"] == "The Beatles" and len(hits) <= 3
     assert ease.search("bjork")[0]["name"] == "Björk"
@@ -116,7 +117,7 @@ def test_popularity_model_says_popular_now_and_similar_by_co_listening(hetrec, t
     assert {c["reason"] for c in cards} == {"popular now"}
     item, similar = svc.similar("Madonna", k=5)
     assert len(similar) == 5 and item["item_id"] not in [c["item_id"] for c in similar]
-    assert similar[0]["reason"] == "listeners of Madonna also play this"
+    assert "in common" in similar[0]["reason"]
     assert [c["score"] for c in similar] == sorted((c["score"] for c in similar), reverse=True)
 
 

@@ -90,14 +90,20 @@ def _check_k(k: int) -> None:
         raise MusicrecError(f"-k must be at least 1, got {k}")
 
 
-def _print_recs(console, recs, title: str) -> None:
+def _print_cards(console, cards: list[dict], title: str, as_json: bool = False) -> None:
+    """Recommendation cards (``serve.service``) as a table, or as the JSON the HTTP API returns."""
+    if as_json:
+        typer.echo(json.dumps(cards, ensure_ascii=False))
+        return
     from rich.table import Table
 
     table = Table(title=title)
     for col in ("#", "name", "score", "why"):
         table.add_column(col)
-    for r, rec in enumerate(recs, 1):
-        table.add_row(str(r), rec.name, f"{rec.score:.4f}", rec.reason)
+    for r, card in enumerate(cards, 1):
+        name = card["name"] if not card.get("artist") or card["artist"] == card["name"] else \
+            f"{card['name']} — {card['artist']}"
+        table.add_row(str(r), name, f"{card['score']:.4f}", card["reason"])
     console.print(table)
 
 
@@ -125,11 +131,11 @@ def register(app: typer.Typer) -> None:
         as the module `musicrec.cli.main` (see `musicrec.train.distributed`).
         """
         from musicrec.bundle import ModelBundle, bundle_meta
-        from musicrec.train.fit import fit_model, read_config
+        from musicrec.train.fit import fit_model, read_tuned_params
 
         params = {}
         if config:
-            cfg_model, params = read_config(config)
+            cfg_model, params = read_tuned_params(config)
             if cfg_model and cfg_model != model:
                 raise MusicrecError(f"{config} holds parameters of {cfg_model!r}, not {model!r}")
         params.update(_params(param))
@@ -293,37 +299,38 @@ def register(app: typer.Typer) -> None:
         k: int = typer.Option(10, "-k", "--k"),
         include_seen: bool = typer.Option(False, "--include-seen",
                                           help="allow items the listener already played (or the seeds themselves)"),
+        as_json: bool = typer.Option(False, "--json", help="print the items as JSON (as the HTTP API answers)"),
     ):
         """Recommend for a known listener (--user) or a new one (--seed ARTIST ... or --tag GENRE ...), with reasons."""
-        from musicrec.bundle import ModelBundle
+        from musicrec.serve.service import Service
 
         if sum([user is not None, bool(seed), bool(tag)]) != 1:
             raise MusicrecError("give either --user ID, one or more --seed NAME, or one or more --tag TAG")
         _check_k(k)
-        bundle = ModelBundle.load(model_dir)
+        # the same core as the HTTP API and the page: the same items and reasons
+        svc = Service.load(model_dir, one_off=True)
         if user is not None:
-            recs = bundle.recommend_user(user, k=k, exclude_seen=not include_seen)
-            title = f"top {k} for listener {user} ({bundle.model.name})"
-        elif tag:
-            recs = bundle.recommend_tags(tag, k=k)
-            title = f"top {k} for a new listener who likes {', '.join(tag)} ({bundle.model.name})"
+            cards = svc.recommend_user(user, k=k, exclude_seen=not include_seen)
+            title = f"top {k} for listener {user} ({svc.model.name})"
         else:
-            recs = bundle.recommend_seeds(seed, k=k, exclude_seen=not include_seen)
-            title = f"top {k} for a new listener who likes {', '.join(seed)} ({bundle.model.name})"
-        _print_recs(_console(), recs, title)
+            cards = svc.recommend_session([], list(seed or []), k=k, exclude_seen=not include_seen,
+                                          seed_tags=list(tag or []))
+            title = f"top {k} for a new listener who likes {', '.join(seed or tag)} ({svc.model.name})"
+        _print_cards(_console(), cards, title, as_json)
 
     @app.command()
     def similar(
         model_dir: str = typer.Argument(...),
-        name: str = typer.Argument(..., help="artist (or track) name; forgiving match"),
+        name: str = typer.Argument(..., help="artist (or track) name, store id or source id; forgiving match"),
         k: int = typer.Option(10, "-k", "--k"),
+        as_json: bool = typer.Option(False, "--json", help="print the items as JSON (as the HTTP API answers)"),
     ):
-        """Items most similar to one artist/track."""
-        from musicrec.bundle import ModelBundle
+        """Items most similar to one artist/track, each with why (listeners in common, shared tags)."""
+        from musicrec.serve.service import Service
 
         _check_k(k)
-        matched, recs = ModelBundle.load(model_dir).similar(name, k=k)
-        _print_recs(_console(), recs, f"similar to {matched}")
+        item, cards = Service.load(model_dir, one_off=True).similar(name, k=k)
+        _print_cards(_console(), cards, f"similar to {item['name']}", as_json)
 
     @app.command()
     def quickstart(
@@ -346,11 +353,11 @@ def register(app: typer.Typer) -> None:
         console.print(f"listener {summary['listener']} listens most to: {', '.join(summary['history'])}")
         recs = summary["recommendations"]
         held = summary["held_out"]
-        for rec in recs:
-            if rec.item_id in held:
-                rec.reason = (rec.reason + " " if rec.reason else "") + "[held-out hit]"
-        _print_recs(console, recs, f"top 10 for listener {summary['listener']} ({summary['best']})")
-        hits = sum(rec.item_id in held for rec in recs)
+        for card in recs:
+            if card["item_id"] in held:
+                card["reason"] = (card["reason"] + " " if card["reason"] else "") + "[held-out hit]"
+        _print_cards(console, recs, f"top 10 for listener {summary['listener']} ({summary['best']})")
+        hits = sum(card["item_id"] in held for card in recs)
         console.print(f"held out for testing (never seen in training): {', '.join(summary['held_out_names'])}; "
                       f"{hits} of them in this top 10")
         console.print(f"report: {summary['report']}  model: {summary['bundle']}  "

@@ -78,15 +78,7 @@ class ALS(Recommender):
 
     name = "als"
 
-    def __init__(self, factors: int = ALSConfig.factors, regularization: float = ALSConfig.regularization,
-                 alpha: float = ALSConfig.alpha, iterations: int = ALSConfig.iterations,
-                 weighting: str = ALSConfig.weighting, random_state: int = ALSConfig.random_state):
-        self.factors = factors
-        self.regularization = regularization
-        self.alpha = alpha
-        self.iterations = iterations
-        self.weighting = weighting
-        self.random_state = random_state
+    config = ALSConfig
 
     @staticmethod
     def search_space(trial) -> dict:

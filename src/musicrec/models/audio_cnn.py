@@ -31,6 +31,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from musicrec import MusicrecError, __version__, fsio
+from musicrec.models.base import init_from_config
 
 
 # ---------------------------------------------------------------- network
@@ -86,32 +87,12 @@ class AudioCNNConfig:
     device: str = "auto"          # "auto", "cpu" or "cuda"
 
 
-_D = AudioCNNConfig
-
-
 class AudioCNN:
     """Audio -> item embedding (or class) estimator. Hyperparameters: see ``AudioCNNConfig``."""
 
     name = "audio_cnn"
 
-    def __init__(self, channels=_D.channels, n_layers=_D.n_layers, kernel_size=_D.kernel_size,
-                 batch_norm=_D.batch_norm, dropout=_D.dropout, crop_frames=_D.crop_frames, loss=_D.loss,
-                 epochs=_D.epochs, crops_per_track=_D.crops_per_track, batch_size=_D.batch_size,
-                 learning_rate=_D.learning_rate, weight_decay=_D.weight_decay, seed=_D.seed, device=_D.device):
-        self.channels = channels
-        self.n_layers = n_layers
-        self.kernel_size = kernel_size
-        self.batch_norm = batch_norm
-        self.dropout = dropout
-        self.crop_frames = crop_frames
-        self.loss = loss
-        self.epochs = epochs
-        self.crops_per_track = crops_per_track
-        self.batch_size = batch_size
-        self.learning_rate = learning_rate
-        self.weight_decay = weight_decay
-        self.seed = seed
-        self.device = device
+    __init__ = init_from_config(AudioCNNConfig)
 
     def get_params(self) -> dict:
         return {k: getattr(self, k) for k in AudioCNNConfig.__dataclass_fields__}

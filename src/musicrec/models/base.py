@@ -8,6 +8,7 @@ unchanged; ``fit`` validates, learns state into attributes ending in ``_`` and r
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import math
 import os
@@ -64,6 +65,28 @@ def topk(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return idx.astype(np.int64), np.take_along_axis(vals, order, axis=1)
 
 
+def init_from_config(config: type):
+    """An ``__init__`` taking ``config``'s fields as keyword arguments with its defaults and
+    storing each as an attribute (sklearn's convention: no checks in the constructor)."""
+    inherited = {f.name for base in config.__mro__[1:] if dataclasses.is_dataclass(base)
+                 for f in dataclasses.fields(base)}
+    fields = sorted(dataclasses.fields(config), key=lambda f: f.name in inherited)   # stable: new ones first
+    params = [inspect.Parameter("self", inspect.Parameter.POSITIONAL_ONLY)]
+    params += [inspect.Parameter(f.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=f.default,
+                                 annotation=f.type) for f in fields]
+    signature = inspect.Signature(params)
+
+    def __init__(self, *args, **kwargs):
+        bound = signature.bind(self, *args, **kwargs)
+        bound.apply_defaults()
+        for name, value in list(bound.arguments.items())[1:]:
+            setattr(self, name, value)
+
+    __init__.__signature__ = signature
+    __init__.__doc__ = f"Hyperparameters as in ``{config.__name__}``."
+    return __init__
+
+
 class Recommender:
     """Base class. Subclasses implement ``_fit`` and ``score``; optionally ``item_similarity``."""
 
@@ -71,6 +94,15 @@ class Recommender:
     name: ClassVar[str] = ""
     #: whether the model uses listening order (session models); informs CLI/docs only
     sequential: ClassVar[bool] = False
+
+    #: the hyperparameters, declared once: a frozen dataclass whose fields (name, default, type)
+    #: become ``__init__``'s parameters, the model's own fields first, then those it inherits
+    config: ClassVar[type | None] = None
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if cls.__dict__.get("config") is not None and "__init__" not in cls.__dict__:
+            cls.__init__ = init_from_config(cls.config)
 
     # ------------------------------------------------------------ params
     @staticmethod

@@ -50,14 +50,7 @@ class BPR(Recommender):
 
     name = "bpr"
 
-    def __init__(self, factors: int = BPRConfig.factors, learning_rate: float = BPRConfig.learning_rate,
-                 regularization: float = BPRConfig.regularization, iterations: int = BPRConfig.iterations,
-                 random_state: int = BPRConfig.random_state):
-        self.factors = factors
-        self.learning_rate = learning_rate
-        self.regularization = regularization
-        self.iterations = iterations
-        self.random_state = random_state
+    config = BPRConfig
 
     @staticmethod
     def search_space(trial) -> dict:

@@ -133,32 +133,7 @@ class Caser(SequenceRecommender):
 
     name = "caser"
 
-    def __init__(self, embedding_dim=CaserConfig.embedding_dim, max_len=CaserConfig.max_len,
-                 n_targets=CaserConfig.n_targets, n_h=CaserConfig.n_h, n_v=CaserConfig.n_v,
-                 dropout=CaserConfig.dropout, use_user=CaserConfig.use_user,
-                 tie_embeddings=CaserConfig.tie_embeddings, loss=CaserConfig.loss,
-                 n_negatives=CaserConfig.n_negatives, train_on=CaserConfig.train_on, epochs=CaserConfig.epochs,
-                 batch_size=CaserConfig.batch_size, learning_rate=CaserConfig.learning_rate,
-                 weight_decay=CaserConfig.weight_decay, patience=CaserConfig.patience, seed=CaserConfig.seed,
-                 device=CaserConfig.device):
-        self.embedding_dim = embedding_dim
-        self.max_len = max_len
-        self.n_targets = n_targets
-        self.n_h = n_h
-        self.n_v = n_v
-        self.dropout = dropout
-        self.use_user = use_user
-        self.tie_embeddings = tie_embeddings
-        self.loss = loss
-        self.n_negatives = n_negatives
-        self.train_on = train_on
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.learning_rate = learning_rate
-        self.weight_decay = weight_decay
-        self.patience = patience
-        self.seed = seed
-        self.device = device
+    config = CaserConfig
 
     def _validate(self) -> None:
         super()._validate()

@@ -101,11 +101,7 @@ class EASE(Recommender):
 
     name = "ease"
 
-    def __init__(self, l2: float = EASEConfig.l2, weighting: str = EASEConfig.weighting,
-                 min_item_users: int = EASEConfig.min_item_users):
-        self.l2 = l2
-        self.weighting = weighting
-        self.min_item_users = min_item_users
+    config = EASEConfig
 
     @staticmethod
     def search_space(trial) -> dict:
@@ -113,7 +109,7 @@ class EASE(Recommender):
         return {"l2": trial.suggest_float("l2", 10.0, 5000.0, log=True)}
 
     def _fit(self, train: Interactions) -> None:
-        from threadpoolctl import threadpool_limits   # 60 ms to import: only when fitting
+        from threadpoolctl import threadpool_limits  # 60 ms to import: only when fitting
 
         self._validate()
         users_per_item = np.diff(train.matrix.tocsc().indptr)

@@ -160,36 +160,7 @@ class GRU4Rec(SequenceRecommender):
     name = "gru4rec"
     padding_free = True   # each session runs from a zero state at the start of its row: padding is never read
 
-    def __init__(self, hidden_size=GRU4RecConfig.hidden_size, n_layers=GRU4RecConfig.n_layers,
-                 constrained_embedding=GRU4RecConfig.constrained_embedding, embedding_dim=GRU4RecConfig.embedding_dim,
-                 dropout_embed=GRU4RecConfig.dropout_embed, dropout_hidden=GRU4RecConfig.dropout_hidden,
-                 output_bias=GRU4RecConfig.output_bias, norm=GRU4RecConfig.norm, max_len=GRU4RecConfig.max_len,
-                 loss=GRU4RecConfig.loss, n_negatives=GRU4RecConfig.n_negatives, bpreg=GRU4RecConfig.bpreg,
-                 repeat_head=GRU4RecConfig.repeat_head, train_on=GRU4RecConfig.train_on,
-                 epochs=GRU4RecConfig.epochs, batch_size=GRU4RecConfig.batch_size,
-                 learning_rate=GRU4RecConfig.learning_rate, weight_decay=GRU4RecConfig.weight_decay,
-                 patience=GRU4RecConfig.patience, seed=GRU4RecConfig.seed, device=GRU4RecConfig.device):
-        self.hidden_size = hidden_size
-        self.n_layers = n_layers
-        self.constrained_embedding = constrained_embedding
-        self.embedding_dim = embedding_dim
-        self.dropout_embed = dropout_embed
-        self.dropout_hidden = dropout_hidden
-        self.output_bias = output_bias
-        self.norm = norm
-        self.max_len = max_len
-        self.loss = loss
-        self.n_negatives = n_negatives
-        self.bpreg = bpreg
-        self.repeat_head = repeat_head
-        self.train_on = train_on
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.learning_rate = learning_rate
-        self.weight_decay = weight_decay
-        self.patience = patience
-        self.seed = seed
-        self.device = device
+    config = GRU4RecConfig
 
     def _validate(self) -> None:
         super()._validate()

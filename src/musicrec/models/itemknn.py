@@ -66,11 +66,7 @@ class ItemKNN(Recommender):
 
     name = "itemknn"
 
-    def __init__(self, neighbors: int = ItemKNNConfig.neighbors, shrink: float = ItemKNNConfig.shrink,
-                 weighting: str = ItemKNNConfig.weighting):
-        self.neighbors = neighbors
-        self.shrink = shrink
-        self.weighting = weighting
+    config = ItemKNNConfig
 
     @staticmethod
     def search_space(trial) -> dict:

@@ -30,8 +30,7 @@ class MostPopular(Recommender):
 
     name = "most-popular"
 
-    def __init__(self, by: str = MostPopularConfig.by):
-        self.by = by
+    config = MostPopularConfig
 
     def _fit(self, train: Interactions) -> None:
         self._validate()

@@ -135,26 +135,7 @@ class MultVAE(NeuralRecommender):
 
     name = "multvae"
 
-    def __init__(self, hidden_dims=MultVAEConfig.hidden_dims, latent_dim=MultVAEConfig.latent_dim,
-                 dropout=MultVAEConfig.dropout, anneal_cap=MultVAEConfig.anneal_cap,
-                 total_anneal_steps=MultVAEConfig.total_anneal_steps, weighting=MultVAEConfig.weighting,
-                 norm=MultVAEConfig.norm, epochs=MultVAEConfig.epochs, batch_size=MultVAEConfig.batch_size,
-                 learning_rate=MultVAEConfig.learning_rate, weight_decay=MultVAEConfig.weight_decay,
-                 patience=MultVAEConfig.patience, seed=MultVAEConfig.seed, device=MultVAEConfig.device):
-        self.hidden_dims = hidden_dims
-        self.latent_dim = latent_dim
-        self.dropout = dropout
-        self.anneal_cap = anneal_cap
-        self.total_anneal_steps = total_anneal_steps
-        self.weighting = weighting
-        self.norm = norm
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.learning_rate = learning_rate
-        self.weight_decay = weight_decay
-        self.patience = patience
-        self.seed = seed
-        self.device = device
+    config = MultVAEConfig
 
     def _hidden(self) -> list[int]:
         dims = self.hidden_dims

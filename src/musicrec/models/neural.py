@@ -22,6 +22,7 @@ the ones that score.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Callable, ClassVar
 
@@ -93,9 +94,8 @@ class NeuralRecommender(Recommender):
 
     def _trainer_config(self) -> TrainerConfig:
         # grad_clip / amp are optional hyperparameters a subclass may expose
-        return TrainerConfig(epochs=self.epochs, batch_size=self.batch_size, learning_rate=self.learning_rate,
-                             weight_decay=self.weight_decay, patience=self.patience, seed=self.seed,
-                             device=self.device, grad_clip=getattr(self, "grad_clip", TrainerConfig.grad_clip),
+        shared = {f.name: getattr(self, f.name) for f in dataclasses.fields(TrainingConfig)}
+        return TrainerConfig(**shared, grad_clip=getattr(self, "grad_clip", TrainerConfig.grad_clip),
                              amp=getattr(self, "amp", TrainerConfig.amp), progress=getattr(self, "_progress", False),
                              checkpoint_dir=getattr(self, "_checkpoint_dir", None),
                              resume=getattr(self, "_resume", False))
@@ -221,8 +221,6 @@ class NeuralRecommender(Recommender):
         return state
 
     def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
-        import torch
-
         from musicrec.models.validate import check_state_shapes
 
         self.device_ = pick_device("cpu")

@@ -117,33 +117,7 @@ class NextItNet(SequenceRecommender):
     name = "nextitnet"
     padding_free = True   # padding is zeroed after every convolution: states do not depend on it
 
-    def __init__(self, embedding_dim=NextItNetConfig.embedding_dim, dilations=NextItNetConfig.dilations,
-                 n_blocks=NextItNetConfig.n_blocks, kernel_size=NextItNetConfig.kernel_size,
-                 dropout=NextItNetConfig.dropout, max_len=NextItNetConfig.max_len, norm=NextItNetConfig.norm,
-                 tie_embeddings=NextItNetConfig.tie_embeddings, loss=NextItNetConfig.loss,
-                 n_negatives=NextItNetConfig.n_negatives,
-                 train_on=NextItNetConfig.train_on, epochs=NextItNetConfig.epochs,
-                 batch_size=NextItNetConfig.batch_size, learning_rate=NextItNetConfig.learning_rate,
-                 weight_decay=NextItNetConfig.weight_decay, patience=NextItNetConfig.patience,
-                 seed=NextItNetConfig.seed, device=NextItNetConfig.device):
-        self.embedding_dim = embedding_dim
-        self.dilations = dilations
-        self.n_blocks = n_blocks
-        self.kernel_size = kernel_size
-        self.dropout = dropout
-        self.max_len = max_len
-        self.norm = norm
-        self.tie_embeddings = tie_embeddings
-        self.loss = loss
-        self.n_negatives = n_negatives
-        self.train_on = train_on
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.learning_rate = learning_rate
-        self.weight_decay = weight_decay
-        self.patience = patience
-        self.seed = seed
-        self.device = device
+    config = NextItNetConfig
 
     def _validate(self) -> None:
         super()._validate()

@@ -48,8 +48,7 @@ class RecentlyPlayed(Recommender):
     name = "recently-played"
     sequential = True
 
-    def __init__(self, decay: float = RecentlyPlayedConfig.decay):
-        self.decay = decay
+    config = RecentlyPlayedConfig
 
     @staticmethod
     def search_space(trial) -> dict:

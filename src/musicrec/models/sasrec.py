@@ -85,30 +85,7 @@ class SASRec(SequenceRecommender):
 
     name = "sasrec"
 
-    def __init__(self, embedding_dim=SASRecConfig.embedding_dim, n_layers=SASRecConfig.n_layers,
-                 n_heads=SASRecConfig.n_heads, dropout=SASRecConfig.dropout, max_len=SASRecConfig.max_len,
-                 norm=SASRecConfig.norm, loss=SASRecConfig.loss, n_negatives=SASRecConfig.n_negatives,
-                 repeat_head=SASRecConfig.repeat_head, train_on=SASRecConfig.train_on,
-                 epochs=SASRecConfig.epochs, batch_size=SASRecConfig.batch_size,
-                 learning_rate=SASRecConfig.learning_rate, weight_decay=SASRecConfig.weight_decay,
-                 patience=SASRecConfig.patience, seed=SASRecConfig.seed, device=SASRecConfig.device):
-        self.embedding_dim = embedding_dim
-        self.n_layers = n_layers
-        self.n_heads = n_heads
-        self.dropout = dropout
-        self.max_len = max_len
-        self.norm = norm
-        self.loss = loss
-        self.n_negatives = n_negatives
-        self.repeat_head = repeat_head
-        self.train_on = train_on
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.learning_rate = learning_rate
-        self.weight_decay = weight_decay
-        self.patience = patience
-        self.seed = seed
-        self.device = device
+    config = SASRecConfig
 
     def _validate(self) -> None:
         super()._validate()

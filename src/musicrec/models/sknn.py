@@ -102,11 +102,7 @@ class SKNN(Recommender):
     name = "sknn"
     sequential = True
 
-    def __init__(self, k: int = SKNNConfig.k, sample_size: int = SKNNConfig.sample_size,
-                 position_decay: str = SKNNConfig.position_decay):
-        self.k = k
-        self.sample_size = sample_size
-        self.position_decay = position_decay
+    config = SKNNConfig
 
     @staticmethod
     def search_space(trial) -> dict:

@@ -71,12 +71,7 @@ class SequentialRules(Recommender):
     name = "sr"
     sequential = True
 
-    def __init__(self, steps: int = SRConfig.steps, weighting: str = SRConfig.weighting,
-                 pruning: int = SRConfig.pruning, last_n: int = SRConfig.last_n):
-        self.steps = steps
-        self.weighting = weighting
-        self.pruning = pruning
-        self.last_n = last_n
+    config = SRConfig
 
     @staticmethod
     def search_space(trial) -> dict:

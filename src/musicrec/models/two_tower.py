@@ -109,24 +109,7 @@ class TwoTower(NeuralRecommender):
     #: ``train.fit`` hands content-aware models the items' tag vectors before fitting
     uses_content = True
 
-    def __init__(self, embedding_dim=TwoTowerConfig.embedding_dim, content_hidden=TwoTowerConfig.content_hidden,
-                 id_dropout=TwoTowerConfig.id_dropout, history_dropout=TwoTowerConfig.history_dropout,
-                 n_negatives=TwoTowerConfig.n_negatives, epochs=TwoTowerConfig.epochs,
-                 batch_size=TwoTowerConfig.batch_size, learning_rate=TwoTowerConfig.learning_rate,
-                 weight_decay=TwoTowerConfig.weight_decay, patience=TwoTowerConfig.patience,
-                 seed=TwoTowerConfig.seed, device=TwoTowerConfig.device):
-        self.embedding_dim = embedding_dim
-        self.content_hidden = content_hidden
-        self.id_dropout = id_dropout
-        self.history_dropout = history_dropout
-        self.n_negatives = n_negatives
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.learning_rate = learning_rate
-        self.weight_decay = weight_decay
-        self.patience = patience
-        self.seed = seed
-        self.device = device
+    config = TwoTowerConfig
 
     def set_item_content(self, matrix) -> "TwoTower":
         """Item content vectors, shape (I, F) over the catalogue ``fit`` will get (sparse or dense)."""

@@ -61,6 +61,7 @@ class _Query:
     session: bool             # recent plays given: sequence models continue them
     user: int = -1            # training user asking with their training history only (cached query)
     tagged: dict = field(default_factory=dict)  # seed index -> the named tags it stands for
+    who: str = "this listener"                  # for the error when nothing is left to recommend
 
 
 def model_version(model_dir: str) -> str:
@@ -93,11 +94,15 @@ class Service:
         Retrieval index for dot-product models (``serve.retrieval.make_retriever``).
     overlay : EventOverlay, optional
         Plays posted so far (kept across reloads).
+    one_off : bool
+        Answer a question or two and go (the CLI): nothing is computed ahead for every listener,
+        no store is opened for posted plays. The answers are the same.
     """
 
     def __init__(self, bundle: ModelBundle, model_dir: str | None = None, store_url: str | None = None,
-                 ann: str = "auto", overlay: EventOverlay | None = None):
+                 ann: str = "auto", overlay: EventOverlay | None = None, one_off: bool = False):
         self.bundle = bundle
+        self.one_off = one_off
         self.model: Recommender = bundle.model
         self.model_dir = os.path.abspath(model_dir) if model_dir else None
         train = self.model.train_
@@ -118,18 +123,21 @@ class Service:
         self._similarity_takes_columns = "columns" in inspect.signature(self.model.item_similarity).parameters
         fast_scorer(self.model)
         self.retriever, self.item_vectors = self._build_retriever(ann)
-        self.user_queries = UserQueries(self.model, train) if self.retriever is not None else None
+        eager = 0 if one_off else None
+        self.user_queries = (UserQueries(self.model, train, **_given(eager_floats=eager))
+                             if self.retriever is not None else None)
         self.user_candidates = self._candidates()
         self.events = overlay if overlay is not None else EventOverlay()
         split = bundle.meta.get("split")
         # recorded in the folder at training (older folders: read from their split, if it is there)
         self.data_cut = float(bundle.meta.get("data_cut") or data_cut_time(split))
-        url = check_store(store_url) if store_url else stored_store_url(bundle.meta, split)
+        url = None if one_off else check_store(store_url) if store_url else stored_store_url(bundle.meta, split)
         self.writer = StoreWriter(url, bundle.items, self.item_level) if url else None
         self.version = model_version(self.model_dir) if self.model_dir else ""
         self.loaded_at = time.time()
         self.catalogue_search = CatalogueSearch(self.names, self.artists, self.popularity, bundle.names)
-        self._warm_up()
+        if not one_off:
+            self._warm_up()
 
     def _warm_up(self) -> None:
         """Answer one listener at load, so that state a model builds on first use (EASE's factor
@@ -145,19 +153,21 @@ class Service:
     def _candidates(self) -> UserCandidates | None:
         """Training listeners' best unseen items, kept (see ``preload``): scored in full, or, for a
         dot-product model with a small enough catalogue, its exact dot products."""
+        eager = _given(eager_users=0 if self.one_off else None)
         if self.retriever is None:
-            return UserCandidates(self.model, self.train)
+            return UserCandidates(self.model, self.train, **eager)
         if self.item_vectors.size > CANDIDATE_VECTOR_FLOATS:
             return None
         queries, vectors = self.user_queries, self.item_vectors
-        return UserCandidates(self.model, self.train,
+        return UserCandidates(self.model, self.train, **eager,
                               score=lambda users: np.vstack([queries(int(u)) for u in users]) @ vectors.T)
 
     @classmethod
     def load(cls, model_dir: str, store_url: str | None = None, ann: str = "auto",
-             overlay: EventOverlay | None = None) -> "Service":
+             overlay: EventOverlay | None = None, one_off: bool = False) -> "Service":
         """A Service over the model folder ``model_dir`` (see the class parameters)."""
-        return cls(ModelBundle.load(model_dir), model_dir, store_url=store_url, ann=ann, overlay=overlay)
+        return cls(ModelBundle.load(model_dir), model_dir, store_url=store_url, ann=ann, overlay=overlay,
+                   one_off=one_off)
 
     def _build_retriever(self, ann: str):
         from musicrec.serve.retrieval import MODES, has_vectors, make_retriever
@@ -246,7 +256,7 @@ class Service:
             hist = Histories(sp.csr_matrix(matrix, dtype=np.float32), [np.concatenate([base, new])],
                              np.array([-1], dtype=np.int64))
         query = _Query(hist, np.asarray(hist.sequences[0], np.int64), frozenset(), session=len(new) > 0,
-                       user=u if not len(new) else -1)
+                       user=u if not len(new) else -1, who=f"listener {str(user_id)!r}")
         return self._recommend(query, k, exclude_seen, max_per_artist, diversity)
 
     def recommend_session(self, recent_plays: list, seed_artists: list, k: int = 10, exclude_seen: bool = True,
@@ -268,7 +278,8 @@ class Service:
         if not len(history):
             return self._popular(k, max_per_artist)
         hist = Histories.from_sequences([history], self.n_items)
-        query = _Query(hist, history, frozenset(seeds), session=bool(recent), tagged=tagged)
+        who = "this session" if recent else "these seeds" if seeds else "these tags"
+        query = _Query(hist, history, frozenset(seeds), session=bool(recent), tagged=tagged, who=who)
         return self._recommend(query, k, exclude_seen, max_per_artist, diversity)
 
     def _recommend(self, q: _Query, k: int, exclude_seen: bool, max_per_artist, diversity) -> list[dict]:
@@ -288,7 +299,7 @@ class Service:
             idx, scores = topk(all_scores, n)
         idx, scores = self._rerank(idx[0], scores[0], k, seen, max_per_artist, diversity)
         if not len(idx):    # say why (HTTP 422), never an empty answer
-            raise nothing_to_recommend("this listener", self.n_items, len(seen), exclude_seen, self.model.name)
+            raise nothing_to_recommend(q.who, self.n_items, len(seen), exclude_seen, self.model.name)
         return self._cards(idx, scores, self._reasons(idx, q))
 
     def _rerank(self, idx, scores, k, seen, max_per_artist, diversity):
@@ -327,15 +338,18 @@ class Service:
         i = self.resolve_item(item_id)
         if self.has_similarity:
             idx, scores = self.model.similar_items([i], k=k)
-            reason = f"similar to {self.names[i]}"
         else:
             sims = self._co_listening(i)
             sims[i] = -np.inf
             idx, scores = topk(sims[None], k)
-            reason = f"listeners of {self.names[i]} also play this"
         keep = np.isfinite(scores[0])
         idx, scores = idx[0][keep], scores[0][keep]
-        return self._card(i, 1.0, ""), self._cards(idx, scores, [reason] * len(idx))
+        if not len(idx):
+            n = self.n_items
+            raise MusicrecError(f"nothing is similar to {self.names[i]}: " + (
+                "the model knows no other item" if n <= 1 else
+                f"model {self.model.name} gives no finite similarity to any of the other {n - 1} items"))
+        return self._card(i, 1.0, ""), self._cards(idx, scores, self.bundle.similar_reasons(i, idx))
 
     def _co_listening(self, i: int) -> np.ndarray:
         """Cosine of item ``i``'s listener set with every item's, (I,) float32."""
@@ -471,6 +485,11 @@ class Service:
 
 
 # ---------------------------------------------------------------- helpers
+def _given(**options) -> dict:
+    """``options`` without the ones left at None (the callee's default)."""
+    return {k: v for k, v in options.items() if v is not None}
+
+
 def _utc(value) -> dt.datetime | None:
     if value is None:
         return None

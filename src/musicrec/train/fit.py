@@ -100,7 +100,7 @@ def parse_param(text: str) -> tuple[str, object]:
     return key.strip().replace("-", "_"), value
 
 
-def read_config(path: str) -> tuple[str | None, dict]:
+def read_tuned_params(path: str) -> tuple[str | None, dict]:
     """(model name, params) from a ``best.json`` written by ``musicrec tune --out`` (a local path
     or fsspec URL)."""
     from musicrec import fsio
