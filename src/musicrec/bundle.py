@@ -237,7 +237,6 @@ class ModelBundle:
         popularity = np.diff(train.matrix.tocsc().indptr)
         self.names = NameIndex(names, self.items["source_id"].to_list(), popularity)
         self._user_by_source = {s: i for i, s in enumerate(self.users["source_id"].to_list()) if s is not None}
-        self._user_sorted: tuple[np.ndarray, np.ndarray] | None = None   # (order, sorted store ids)
         tags = _split_item_tags(self.meta) if item_tags is None else item_tags
         self.item_tags = schema.conform(tags, schema.SPLIT_ITEM_TAGS).join(ids, on="item_id", how="semi")
         self.popularity = popularity
@@ -283,14 +282,9 @@ class ModelBundle:
         if user in self._user_by_source:
             return self._user_by_source[user]
         if user.lstrip("-").isascii() and user.lstrip("-").isdigit() and abs(int(user)) < 2**63:
-            if self._user_sorted is None:     # sorted once: IdMap.index sorts on every call
-                ids = self.model.train_.users.ids
-                order = np.argsort(ids, kind="stable")
-                self._user_sorted = (order, ids[order])
-            order, sorted_ids = self._user_sorted
-            pos = int(np.searchsorted(sorted_ids, int(user)))
-            if pos < len(sorted_ids) and sorted_ids[pos] == int(user):
-                return int(order[pos])
+            u = int(self.model.train_.users.index([int(user)])[0])
+            if u >= 0:
+                return u
         raise MusicrecError(f"unknown user {user!r}: not in this model's training data")
 
     # ------------------------------------------------------------ what the answers are made of

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,13 +33,17 @@ class IdMap:
         values = np.asarray(values, dtype=np.int64)
         if len(self.ids) == 0:
             return np.full(values.shape, missing, dtype=np.int64)
-        # ids from fit() are sorted; keep a sorted view for any other order
-        order = np.argsort(self.ids, kind="stable")
-        sorted_ids = self.ids[order]
+        order, sorted_ids = self._sorted
         pos = np.searchsorted(sorted_ids, values)
         pos = np.clip(pos, 0, len(sorted_ids) - 1)
         found = sorted_ids[pos] == values
         return np.where(found, order[pos], missing).astype(np.int64)
+
+    @functools.cached_property
+    def _sorted(self) -> tuple[np.ndarray, np.ndarray]:
+        """(order, ids[order]), sorted once: ids from fit() are sorted, others may not be."""
+        order = np.argsort(self.ids, kind="stable")
+        return order, self.ids[order]
 
     def __contains__(self, value) -> bool:
         return bool(self.index([value])[0] >= 0)

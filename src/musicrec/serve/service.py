@@ -110,8 +110,6 @@ class Service:
         self.n_items = train.n_items
         self.item_level = bundle.item_level
         self.item_ids = np.asarray(train.items.ids, dtype=np.int64)
-        self._id_order = np.argsort(self.item_ids, kind="stable")
-        self._sorted_ids = self.item_ids[self._id_order]
         self.names = bundle.items["name"].to_list()
         self.source_ids = bundle.items["source_id"].to_list()
         self.artists = self.names if self.item_level == "artist" else bundle.items["artist_name"].to_list()
@@ -192,11 +190,7 @@ class Service:
     # ------------------------------------------------------------ resolving ids
     def index_of_ids(self, ids) -> np.ndarray:
         """Model indices of store item ids (N,) -> (N,) int64, -1 when not in the catalogue."""
-        ids = np.asarray(ids, dtype=np.int64)
-        if self.n_items == 0:
-            return np.full(ids.shape, -1, dtype=np.int64)
-        pos = np.clip(np.searchsorted(self._sorted_ids, ids), 0, self.n_items - 1)
-        return np.where(self._sorted_ids[pos] == ids, self._id_order[pos], -1).astype(np.int64)
+        return self.train.items.index(ids)
 
     def resolve_item(self, item) -> int:
         """Index of an item given by store id, source id or (forgiving) name; NotFound otherwise."""
