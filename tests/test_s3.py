@@ -20,10 +20,9 @@ import pytest
 moto_server = pytest.importorskip("moto.server")
 pytest.importorskip("s3fs")
 
-from musicrec import MusicrecError  # noqa: E402
+from musicrec import MusicrecError, fsio  # noqa: E402
 from musicrec.bundle import ModelBundle  # noqa: E402
 from musicrec.evaluate.protocols import evaluate  # noqa: E402
-from musicrec.features.interactions import load_arrays  # noqa: E402
 from musicrec.fsio import join, read_json  # noqa: E402
 from musicrec.preprocess.split import make_split  # noqa: E402
 from musicrec.preprocess.splitset import Split  # noqa: E402
@@ -98,7 +97,7 @@ def run_pipeline(root: str, shared_data: str) -> dict:
     bundle = ModelBundle.load(model_dir)
     metrics = evaluate(bundle.model, split, ks=(10,)).metrics
     return {"store": Store(store), "made": made, "split": split, "bundle": bundle, "metrics": metrics,
-            "arrays": {name: load_arrays(join(model_dir, name)) for name in ("state.npz", "interactions.npz")},
+            "arrays": {name: fsio.load_arrays(join(model_dir, name)) for name in ("state.npz", "interactions.npz")},
             "recs": [(c["item_id"], c["score"], c["reason"])
                      for c in Service(bundle, model_dir, one_off=True).recommend_user("2", k=10)]}
 

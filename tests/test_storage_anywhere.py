@@ -8,9 +8,9 @@ import numpy as np
 import polars as pl
 import pytest
 
-from musicrec import MusicrecError, schema
+from musicrec import MusicrecError, fsio, schema
 from musicrec.bundle import ModelBundle
-from musicrec.features.interactions import Interactions, load_arrays
+from musicrec.features.interactions import Interactions
 from musicrec.models.registry import create, load_model
 from musicrec.preprocess.split import user_holdout
 from musicrec.preprocess.splitset import Split
@@ -55,7 +55,7 @@ def test_model_folder_on_a_url(split, mem, tmp_path):
     ModelBundle(model, split.items, split.users, {"item_level": "artist"}).save(f"{mem}/model")
     ModelBundle(model, split.items, split.users, {"item_level": "artist"}).save(str(tmp_path / "model"))
     for name in ("state.npz", "interactions.npz"):
-        a, b = load_arrays(f"{mem}/model/{name}"), load_arrays(str(tmp_path / "model" / name))
+        a, b = fsio.load_arrays(f"{mem}/model/{name}"), fsio.load_arrays(str(tmp_path / "model" / name))
         assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
     remote, local = ModelBundle.load(f"{mem}/model"), ModelBundle.load(str(tmp_path / "model"))
     assert remote.items.equals(local.items)

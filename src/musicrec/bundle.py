@@ -22,7 +22,6 @@ import numpy as np
 import polars as pl
 
 from musicrec import MusicrecError, fsio, schema
-from musicrec.features.interactions import atomic_write_json
 from musicrec.models.base import Recommender
 from musicrec.names import NameIndex
 from musicrec.preprocess.splitset import Split, fingerprint
@@ -152,9 +151,9 @@ def read_meta(path: str) -> dict:
 
 
 def _read_table(path: str, columns: dict, key: str) -> pl.DataFrame | None:
-    """``_read_parquet`` of a folder's items/users/tags file, conformed to ``columns``; MusicrecError
+    """``fsio.read_parquet_if_any`` of a folder's items/users/tags file, conformed to ``columns``; MusicrecError
     naming the file when the ``key`` column is missing or a column cannot take its type."""
-    df = _read_parquet(path)
+    df = fsio.read_parquet_if_any(path)
     if df is None:
         return None
     if key not in df.columns:
@@ -181,29 +180,11 @@ def nothing_to_recommend(who: str, n_items: int, n_seen: int, exclude_seen: bool
                          f"{left} items it could recommend (their history tells it nothing)")
 
 
-def _write_parquet(df: pl.DataFrame, path: str) -> None:
-    fsio.atomic_write(path, df.write_parquet)
-
-
-def _read_parquet(path: str) -> pl.DataFrame | None:
-    """The Parquet file at ``path`` (local path or fsspec URL), None when there is none."""
-    try:
-        if not fsio.isfile(path):
-            return None
-        if fsio.is_local(path):
-            return pl.read_parquet(fsio.filesystem(path)[1])
-        with fsio.open_file(path, "rb") as fh:
-            return pl.read_parquet(fh)
-    except (OSError, ValueError, pl.exceptions.PolarsError) as exc:
-        text = str(exc).strip().splitlines()
-        raise MusicrecError(f"{path}: unreadable ({text[0] if text else type(exc).__name__})") from None
-
-
 def _split_item_tags(meta: dict) -> pl.DataFrame:
     """The item tags of the split named in ``meta["split"]`` (empty when it is gone)."""
     if meta.get("split"):
         try:
-            tags = _read_parquet(fsio.join(str(meta["split"]), "item_tags.parquet"))
+            tags = fsio.read_parquet_if_any(fsio.join(str(meta["split"]), "item_tags.parquet"))
         except MusicrecError:   # the split moved or went away: tags are optional
             tags = None
         if tags is not None:
@@ -247,10 +228,10 @@ class ModelBundle:
         """Write the model and its names, tags and meta into folder ``path`` (local or fsspec URL)."""
         path = os.fspath(path)
         self.model.save(path)
-        _write_parquet(self.items.select(list(schema.SPLIT_ITEMS)), fsio.join(path, "items.parquet"))
-        _write_parquet(self.users.select(list(schema.SPLIT_USERS)), fsio.join(path, "users.parquet"))
-        _write_parquet(self.item_tags, fsio.join(path, "item_tags.parquet"))
-        atomic_write_json(fsio.join(path, "bundle.json"), self.meta)
+        fsio.write_parquet(self.items.select(list(schema.SPLIT_ITEMS)), fsio.join(path, "items.parquet"))
+        fsio.write_parquet(self.users.select(list(schema.SPLIT_USERS)), fsio.join(path, "users.parquet"))
+        fsio.write_parquet(self.item_tags, fsio.join(path, "item_tags.parquet"))
+        fsio.atomic_write_json(fsio.join(path, "bundle.json"), self.meta)
 
     @classmethod
     def load(cls, path: str) -> "ModelBundle":

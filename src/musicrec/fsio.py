@@ -13,10 +13,14 @@ import io
 import json
 import os
 import uuid
+import zipfile
+import zlib
 from typing import Callable
 
 import fsspec
 import numpy as np
+
+from musicrec import MusicrecError
 
 
 def filesystem(url: str):
@@ -113,6 +117,21 @@ def load_npz(url: str) -> dict[str, np.ndarray]:
         return {k: z[k] for k in z.files}
 
 
+def load_arrays(url: str) -> dict[str, np.ndarray]:
+    """All arrays of the ``.npz`` at ``url`` (never unpickles); a missing or unreadable file is a
+    one-line MusicrecError naming it."""
+    try:
+        return load_npz(url)
+    except FileNotFoundError:
+        raise MusicrecError(f"{url}: no such file") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+        # numpy takes any file that is neither a zip nor a .npy for a pickle (refused)
+        why = "not an .npz archive of plain arrays" if "pickle" in str(exc) else first_line(exc)
+        raise MusicrecError(f"{url}: unreadable array file ({why})") from None
+    except MemoryError:   # a damaged header declaring a huge array
+        raise MusicrecError(f"{url}: unreadable array file (declares an array too large to hold)") from None
+
+
 def read_parquet(url: str, columns: list[str] | None = None):
     """A Parquet file at ``url`` as a Polars DataFrame (only ``columns`` when given). A local
     file is read by path, so Polars reads just the columns it needs."""
@@ -123,6 +142,22 @@ def read_parquet(url: str, columns: list[str] | None = None):
         return pl.read_parquet(path, columns=columns)
     with fs.open(path, "rb") as fh:
         return pl.read_parquet(fh, columns=columns)
+
+
+def read_parquet_if_any(url: str):
+    """The Parquet file at ``url`` as a Polars DataFrame, None when there is none; MusicrecError
+    naming the file when it cannot be read."""
+    import polars as pl
+
+    try:
+        return read_parquet(url) if isfile(url) else None
+    except (OSError, ValueError, pl.exceptions.PolarsError) as exc:
+        raise MusicrecError(f"{url}: unreadable ({first_line(exc)})") from None
+
+
+def write_parquet(df, url: str) -> None:
+    """A Polars DataFrame to ``url``, atomically."""
+    atomic_write(url, df.write_parquet)
 
 
 def first_line(exc: BaseException) -> str:

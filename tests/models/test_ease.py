@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 from models_synthetic import tiny_interactions
 
+from musicrec import fsio
 from musicrec.features.interactions import Histories
 from musicrec.features.weighting import weight
 from musicrec.models import ease as ease_module
@@ -92,12 +93,11 @@ def test_item_space_inverse_is_c_ordered_after_load(tmp_path):
 
 def test_older_dense_folder_is_a_clear_error(tmp_path):
     from musicrec import MusicrecError
-    from musicrec.features.interactions import atomic_savez
 
     path = str(tmp_path / "m")
     model = EASE(min_item_users=1).fit(random_interactions(8, 12))
     model.save(path)
-    atomic_savez(str(tmp_path / "m" / "state.npz"), {"active": model.active_, "weights": np.zeros((12, 12), np.float32),
+    fsio.atomic_savez(str(tmp_path / "m" / "state.npz"), {"active": model.active_, "weights": np.zeros((12, 12), np.float32),
                                                      "fallback": model.fallback_})
     with pytest.raises(MusicrecError, match="train it again"):
         load_model(path)

@@ -241,7 +241,6 @@ def register(app: typer.Typer) -> None:
         refits with the best ones.
         """
         from musicrec.cli.common import engine_from_options
-        from musicrec.features.interactions import atomic_write_json
         from musicrec.train.tune import default_parallel
         from musicrec.train.tune import tune as run_tune
 
@@ -262,8 +261,8 @@ def register(app: typer.Typer) -> None:
         if out:
             fsio.makedirs(out)
             summary = res.to_json()
-            atomic_write_json(fsio.join(out, "trials.json"), summary)
-            atomic_write_json(fsio.join(out, "best.json"), {k: summary[k] for k in ("model", "metric", "params", "value")})
+            fsio.atomic_write_json(fsio.join(out, "trials.json"), summary)
+            fsio.atomic_write_json(fsio.join(out, "best.json"), {k: summary[k] for k in ("model", "metric", "params", "value")})
             typer.echo(f"wrote {fsio.join(out, 'best.json')}")
 
     @app.command(context_settings=extra_args)

@@ -29,7 +29,7 @@ from typing import Callable
 
 import numpy as np
 
-from musicrec import MusicrecError
+from musicrec import MusicrecError, fsio
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".aif", ".aiff")
 N_MFCC = 20
@@ -284,22 +284,20 @@ def _extract_one(file: str, config: AudioConfig) -> tuple[dict, np.ndarray]:
 def _write_outputs(out: str, config: AudioConfig, rows: list[dict], mels: dict, rejects: list[dict]) -> None:
     import polars as pl
 
-    from musicrec.features.interactions import atomic_savez, atomic_write_json
-
     # each file is replaced atomically; the settings file goes last, so a run killed half-way
     # leaves, at worst, a cache that the next run recomputes
     tmp = os.path.join(out, f"features.parquet.tmp-{os.getpid()}")
     pl.DataFrame(rows, infer_schema_length=None).write_parquet(tmp)
     os.replace(tmp, os.path.join(out, "features.parquet"))
-    atomic_savez(os.path.join(out, "mels.npz"), mels)
+    fsio.atomic_savez(os.path.join(out, "mels.npz"), mels)
     tmp = os.path.join(out, f"rejects.csv.tmp-{os.getpid()}")
     with open(tmp, "w", newline="", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, fieldnames=["file", "reason", "size_bytes", "mtime_ns"])
         writer.writeheader()
         writer.writerows(rejects)
     os.replace(tmp, os.path.join(out, "rejects.csv"))
-    atomic_write_json(os.path.join(out, "audio_features.json"),
-                      {"config": _config_dict(config), "files": len(rows), "rejects": len(rejects)})
+    fsio.atomic_write_json(os.path.join(out, "audio_features.json"),
+                           {"config": _config_dict(config), "files": len(rows), "rejects": len(rejects)})
 
 
 def load_mels(out: str) -> dict[str, np.ndarray]:

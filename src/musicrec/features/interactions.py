@@ -6,15 +6,13 @@ indices, and the ``IdMap``s translate back.
 
 from __future__ import annotations
 
-import zipfile
-import zlib
 from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
 import scipy.sparse as sp
 
-from musicrec import MusicrecError, fsio
+from musicrec import fsio
 from musicrec.features.vocab import IdMap
 
 
@@ -182,7 +180,7 @@ class Interactions:
             session_indptr=self.session_indptr, session_items=self.session_items,
             session_time=self.session_time, session_user=self.session_user,
         )
-        atomic_savez(fsio.join(path, "interactions.npz"), arrays)
+        fsio.atomic_savez(fsio.join(path, "interactions.npz"), arrays)
 
     @classmethod
     def load(cls, path: str) -> "Interactions":
@@ -195,7 +193,7 @@ class Interactions:
         from musicrec.arrays import StateArrays
 
         file = fsio.join(path, "interactions.npz")
-        a = StateArrays(file, load_arrays(file))
+        a = StateArrays(file, fsio.load_arrays(file))
         users = IdMap(a.array("users", "i"))
         items = IdMap(a.array("items", "i"))
         for key, ids in (("users", users.ids), ("items", items.ids)):
@@ -219,30 +217,3 @@ class Interactions:
         return cls(users, items, matrix, seqs, session_indptr.astype(np.int64, copy=False),
                    session_items.astype(np.int64, copy=False), session_time.astype(np.float64, copy=False),
                    session_user.astype(np.int64, copy=False))
-
-def atomic_savez(path: str, arrays: dict) -> None:
-    """``np.savez`` to a temporary file beside ``path`` (local path or fsspec URL), then rename
-    over ``path`` (:func:`musicrec.fsio.atomic_savez`)."""
-    fsio.atomic_savez(path, arrays)
-
-
-def atomic_write_json(path: str, obj) -> None:
-    """JSON to ``path`` (local path or fsspec URL), atomically (:func:`musicrec.fsio.atomic_write_json`)."""
-    fsio.atomic_write_json(path, obj)
-
-
-def load_arrays(path: str) -> dict[str, np.ndarray]:
-    """All arrays of the ``.npz`` at ``path`` (local path or fsspec URL; never unpickles).
-
-    A missing or unreadable file is a one-line MusicrecError naming it.
-    """
-    try:
-        return fsio.load_npz(path)
-    except FileNotFoundError:
-        raise MusicrecError(f"{path}: no such file") from None
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
-        # numpy takes any file that is neither a zip nor a .npy for a pickle (refused)
-        why = "not an .npz archive of plain arrays" if "pickle" in str(exc) else fsio.first_line(exc)
-        raise MusicrecError(f"{path}: unreadable array file ({why})") from None
-    except MemoryError:   # a damaged header declaring a huge array
-        raise MusicrecError(f"{path}: unreadable array file (declares an array too large to hold)") from None

@@ -230,24 +230,21 @@ class AudioCNN:
     # ------------------------------------------------------------ persistence
     def save(self, path: str) -> None:
         """Write config.json and state.npz (weights, mel statistics, classes) into folder ``path``."""
-        from musicrec.features.interactions import atomic_savez, atomic_write_json
-
         self._check_fitted()
         os.makedirs(path, exist_ok=True)
         arrays = {f"net/{k}": v.detach().cpu().numpy() for k, v in self.net_.state_dict().items()}
         arrays.update(mel_mean=self.mel_mean_, mel_std=self.mel_std_)
         if self.task_ == "classify":
             arrays["classes"] = self.classes_
-        atomic_savez(os.path.join(path, "state.npz"), arrays)
-        atomic_write_json(os.path.join(path, "config.json"),
-                          {"model": self.name, "musicrec_version": __version__, "task": self.task_,
-                           "out_dim": self.net_.head.out_features,
-                           "params": asdict(AudioCNNConfig(**self.get_params()))})
+        fsio.atomic_savez(os.path.join(path, "state.npz"), arrays)
+        fsio.atomic_write_json(os.path.join(path, "config.json"),
+                               {"model": self.name, "musicrec_version": __version__, "task": self.task_,
+                                "out_dim": self.net_.head.out_features,
+                                "params": asdict(AudioCNNConfig(**self.get_params()))})
 
     @classmethod
     def load(cls, path: str, device: str = "auto") -> "AudioCNN":
         """A model saved by ``save``, on ``device``."""
-        from musicrec.features.interactions import load_arrays
         from musicrec.models.trainer import pick_device
 
         cfg_path, state_path = os.path.join(path, "config.json"), os.path.join(path, "state.npz")
@@ -260,7 +257,7 @@ class AudioCNN:
         if cfg.get("model") != cls.name:
             raise MusicrecError(f"{path}: holds model {cfg.get('model')!r}, not {cls.name!r}")
         model = cls(**{**cfg["params"], "device": device})
-        arrays = load_arrays(state_path)
+        arrays = fsio.load_arrays(state_path)
         model.task_ = cfg["task"]
         model.mel_mean_, model.mel_std_ = arrays["mel_mean"], arrays["mel_std"]
         if model.task_ == "classify":

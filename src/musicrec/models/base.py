@@ -18,7 +18,7 @@ from typing import ClassVar
 import numpy as np
 
 from musicrec import MusicrecError, __version__, fsio
-from musicrec.features.interactions import Histories, Interactions, atomic_savez, atomic_write_json, load_arrays
+from musicrec.features.interactions import Histories, Interactions
 
 
 def check_k(k) -> None:
@@ -276,12 +276,12 @@ class Recommender:
         self._check_fitted()
         fsio.makedirs(path)
         self.train_.save(path)
-        atomic_savez(fsio.join(path, "state.npz"), self._state())
-        atomic_write_json(fsio.join(path, "config.json"),
-                          {"model": self.name, "musicrec_version": __version__,
-                           # numpy scalars (e.g. from a search space) are stored as plain JSON numbers
-                           "params": {k: v.item() if isinstance(v, np.generic) else v
-                                      for k, v in self.get_params().items()}})
+        fsio.atomic_savez(fsio.join(path, "state.npz"), self._state())
+        fsio.atomic_write_json(fsio.join(path, "config.json"),
+                               {"model": self.name, "musicrec_version": __version__,
+                                # numpy scalars (e.g. from a search space) are stored as plain JSON numbers
+                                "params": {k: v.item() if isinstance(v, np.generic) else v
+                                           for k, v in self.get_params().items()}})
 
     def _validate(self) -> None:
         """Check hyperparameters (raise MusicrecError); run by ``load_from`` before any state is built."""
@@ -300,7 +300,7 @@ class Recommender:
         check_params(model, config)
         model.train_ = Interactions.load(path)
         file = fsio.join(path, "state.npz")
-        arrays = StateArrays(file, load_arrays(file))
+        arrays = StateArrays(file, fsio.load_arrays(file))
         try:
             model._set_state(arrays)
         except MusicrecError:

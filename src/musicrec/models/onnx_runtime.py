@@ -27,7 +27,6 @@ import warnings
 import numpy as np
 
 from musicrec import MusicrecError, fsio
-from musicrec.features.interactions import load_arrays
 
 MODES = ("auto", "fp32", "int8", "off")
 NETWORK_JSON = "network.json"
@@ -107,7 +106,7 @@ def load(folder: str, meta: dict | None = None, mode: str | None = None, threads
             raise MusicrecError(f"{fsio.join(folder, NETWORK_JSON)}: {file!r} is not a file name in the folder")
     with fsio.open_file(fsio.join(folder, name), "rb") as fh:
         network = fh.read()
-    vectors = load_arrays(fsio.join(folder, vectors_name))["item_vectors"]
+    vectors = fsio.load_arrays(fsio.join(folder, vectors_name))["item_vectors"]
     return OnnxScorer(network, vectors, threads=threads, name=name)
 
 
