@@ -62,6 +62,7 @@ def test_alpha_one_is_plain_training_and_lower_alpha_uses_the_teacher(synthetic,
     assert [h["loss"] for h in plain.history_] != [h["loss"] for h in mixed.history_]
 
 
+@pytest.mark.slow      # a teacher and two students trained
 def test_distilled_student_follows_the_teacher(synthetic, teacher):
     want = top(teacher, 1, ONE)[:, 0]
     # trained on the teacher alone (alpha = 0), the student predicts the teacher's successors ...

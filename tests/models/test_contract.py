@@ -15,8 +15,18 @@ from models_synthetic import GROUP_A, GROUP_B, N_ITEMS, N_USERS, next_in_group, 
 from musicrec import MusicrecError, schema
 from musicrec.features.interactions import Histories, Interactions
 from musicrec.models import registry
+from musicrec.models.neural import NeuralRecommender
 
 NAMES = list(registry.MODELS)
+# the deep models train for seconds each: in the full suite, not in the fast lane
+DEEP = {n for n in NAMES if issubclass(registry.model_class(n), NeuralRecommender)}
+
+
+def marked(names) -> list:
+    return [pytest.param(n, marks=pytest.mark.slow) if n in DEEP else n for n in names]
+
+
+MODEL_PARAMS = marked(NAMES)
 NOT_PERSONALISED = {"most-popular", "recently-played"}
 SEQUENTIAL = {"sknn", "sr", "sasrec", "nextitnet", "caser", "gru4rec"}
 # small, fast settings where defaults are sized for real data
@@ -51,10 +61,21 @@ INVALID = {
 }
 
 
+class _Fitted(dict):
+    """Each model fitted once on the synthetic data, when a test first asks for it."""
+
+    def __init__(self, synthetic):
+        super().__init__()
+        self.synthetic = synthetic
+
+    def __missing__(self, name):
+        self[name] = registry.create(name, **FAST.get(name, {})).fit(self.synthetic)
+        return self[name]
+
+
 @pytest.fixture(scope="module")
 def fitted(synthetic):
-    """Every model fitted once on the synthetic data."""
-    return {name: registry.create(name, **FAST.get(name, {})).fit(synthetic) for name in NAMES}
+    return _Fitted(synthetic)
 
 
 def new_listener(items, n_items=N_ITEMS) -> Histories:
@@ -65,7 +86,7 @@ def test_registry_covers_every_model():
     assert set(INVALID) == set(NAMES)
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", MODEL_PARAMS)
 def test_fit_returns_self_and_leaves_the_data_alone(name, synthetic):
     counts = synthetic.matrix.data.copy()
     model = registry.create(name, **FAST.get(name, {}))
@@ -78,7 +99,7 @@ def test_fit_returns_self_and_leaves_the_data_alone(name, synthetic):
     np.testing.assert_array_equal(hist.matrix.data, seen)
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", MODEL_PARAMS)
 def test_score_shape_and_dtype(name, fitted, synthetic):
     scores = fitted[name].score(synthetic.histories([0, 1, 60]))
     assert scores.shape == (3, N_ITEMS)
@@ -89,7 +110,7 @@ def test_score_shape_and_dtype(name, fitted, synthetic):
     assert empty.shape == (2, N_ITEMS) and np.isfinite(empty).all()
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", MODEL_PARAMS)
 def test_recommend_excludes_seen_and_sorts(name, fitted, synthetic):
     model = fitted[name]
     users = np.array([0, 7, 55])
@@ -103,7 +124,7 @@ def test_recommend_excludes_seen_and_sorts(name, fitted, synthetic):
         np.testing.assert_allclose(vals[r], scores[r, idx[r]])
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", MODEL_PARAMS)
 def test_recommend_for_new_listener(name, fitted):
     idx, vals = fitted[name].recommend(new_listener([20, 21, 22]), k=5)
     assert idx.shape == (1, 5)
@@ -131,7 +152,7 @@ NEXT_ITEM_ONLY = {"sr", "sasrec", "nextitnet", "caser", "gru4rec"}
 DEEP_SEQUENCE = {"sasrec", "nextitnet", "caser", "gru4rec"}
 
 
-@pytest.mark.parametrize("name", sorted(set(NAMES) - NOT_PERSONALISED - NEXT_ITEM_ONLY))
+@pytest.mark.parametrize("name", marked(sorted(set(NAMES) - NOT_PERSONALISED - NEXT_ITEM_ONLY)))
 def test_known_users_get_own_group(name, fitted):
     users = np.arange(N_USERS)
     idx, _ = fitted[name].recommend_users(users, k=5)
@@ -141,7 +162,7 @@ def test_known_users_get_own_group(name, fitted):
     assert own.sum(axis=1).min() >= 3
 
 
-@pytest.mark.parametrize("name", sorted(set(NAMES) - NOT_PERSONALISED))
+@pytest.mark.parametrize("name", marked(sorted(set(NAMES) - NOT_PERSONALISED)))
 def test_new_listener_gets_seed_group(name, fitted):
     seeds = [[20, 21, 22], [39, 20], [3, 4, 5], [7]]
     hist = Histories.from_sequences(seeds, N_ITEMS)
@@ -154,14 +175,14 @@ def test_new_listener_gets_seed_group(name, fitted):
     assert np.isin(idx[~first_group, 0], GROUP_B).all() and np.isin(idx[first_group, 0], GROUP_A).all()
 
 
-@pytest.mark.parametrize("name", sorted(SEQUENTIAL))
+@pytest.mark.parametrize("name", marked(sorted(SEQUENTIAL)))
 @pytest.mark.parametrize("last", [5, 12, 19, 25, 33])
 def test_sequential_predicts_next_item(name, last, fitted):
     idx, _ = fitted[name].recommend(new_listener([last - 2, last - 1, last]), k=3)
     assert next_in_group(last) in idx[0]
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", MODEL_PARAMS)
 def test_similar_items_same_group(name, fitted):
     model = fitted[name]
     try:
@@ -177,7 +198,7 @@ def test_similar_items_same_group(name, fitted):
     assert np.isin(idx[0], GROUP_A).sum() >= 3 and np.isin(idx[1], GROUP_B).sum() >= 3
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", MODEL_PARAMS)
 def test_similarity_block_equals_the_full_rows(name, fitted):
     # serving asks for item_similarity(rows, columns=...) where a model offers it (reasons read
     # 10 recommended items x the history); it must be the same numbers as the full rows
@@ -196,7 +217,7 @@ def test_similarity_block_equals_the_full_rows(name, fitted):
 VECTORS = {"als", "bpr", "multvae", "gru4rec", "sasrec", "nextitnet", "caser", "two-tower"}
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", MODEL_PARAMS)
 def test_vectors_reproduce_scores(name, fitted, synthetic):
     model = fitted[name]
     known, new = synthetic.histories([0, 42, 99]), Histories.from_sequences([[20, 21, 22], [], [3]], N_ITEMS)
@@ -225,7 +246,7 @@ def test_repeat_head_has_no_vectors(name, synthetic):
     assert model.score(new_listener([3, 4])).shape == (1, N_ITEMS)
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", MODEL_PARAMS)
 def test_explain_points_into_history(name, fitted):
     history = np.array([3, 4, 5, 41])
     reasons = fitted[name].explain(history, item=6, n=2)
@@ -234,7 +255,7 @@ def test_explain_points_into_history(name, fitted):
         assert item in history and item != 6 and weight > 0
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", MODEL_PARAMS)
 def test_save_load_identical_scores(name, fitted, synthetic, tmp_path):
     model = fitted[name]
     path = str(tmp_path / name)
@@ -254,7 +275,7 @@ def test_save_load_identical_scores(name, fitted, synthetic, tmp_path):
         assert json.load(fh)["model"] == name
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", MODEL_PARAMS)
 def test_params_round_trip(name):
     model = registry.create(name, **FAST.get(name, {}))
     params = model.get_params()
@@ -263,33 +284,33 @@ def test_params_round_trip(name):
     assert repr(model).startswith(type(model).__name__ + "(")
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", MODEL_PARAMS)
 def test_unknown_parameter_is_a_clear_error(name):
     with pytest.raises(MusicrecError, match=name):
         registry.create(name, no_such_parameter=1)
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", MODEL_PARAMS)
 def test_empty_training_data_raises(name):
     empty = Interactions.from_frame(schema.empty(schema.SPLIT_EVENTS))
     with pytest.raises(MusicrecError, match="empty"):
         registry.create(name).fit(empty)
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", MODEL_PARAMS)
 def test_invalid_hyperparameter_raises_at_fit(name, synthetic):
     model = registry.create(name, **INVALID[name])   # constructing stores, never validates
     with pytest.raises(MusicrecError, match=name):
         model.fit(synthetic)
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", MODEL_PARAMS)
 def test_unfitted_model_is_a_clear_error(name):
     with pytest.raises(MusicrecError, match="fit"):
         registry.create(name).recommend(new_listener([1, 2]), k=3)
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", MODEL_PARAMS)
 def test_refit_on_other_data_is_consistent(name):
     # fitting twice on the same data gives the same scores (seeded, deterministic)
     train = Interactions.from_frame(synthetic_events())

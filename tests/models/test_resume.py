@@ -13,6 +13,7 @@ import pytest
 from resume_helper import EPOCHS
 
 pytest.importorskip("torch")
+pytestmark = pytest.mark.slow     # training processes killed and resumed
 HELPER = str(Path(__file__).with_name("resume_helper.py"))
 KILL_AFTER = 2                  # kill once the checkpoint of this epoch exists
 

@@ -255,6 +255,7 @@ def by_name(*names):
                          by_name("m_indices beyond the items", "state indices beyond the items", "n_layers = 1000000",
                                  "config not JSON", "inverse not square"),
                          ids=lambda v: v if isinstance(v, str) else "")
+@pytest.mark.slow      # a CLI process per case
 def test_the_cli_says_one_line_and_exits_nonzero(folders, tmp_path, model, case, tamper, file):
     """`musicrec recommend` on a tampered folder: exit 2, one `error:` line naming the file."""
     folder = tampered(folders, tmp_path, model, tamper)

@@ -21,6 +21,7 @@ print(json.dumps({"status": [recs.status_code, similar.status_code], "n": len(re
 """
 
 
+@pytest.mark.integration     # its model folder is a fixture asked for by name
 @pytest.mark.parametrize("model", ["ease", "als"])
 def test_serving_a_classic_model_does_not_import_torch(model, request):
     folder = request.getfixturevalue(f"{model}_dir")

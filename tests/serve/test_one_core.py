@@ -26,6 +26,7 @@ def same(cli: list[dict], api: list[dict]) -> None:
     assert all(c["reason"] for c in cli)          # every answer says why
 
 
+@pytest.mark.integration     # its model folder is a fixture asked for by name
 @pytest.mark.parametrize("fixture", ["ease_dir", "als_dir"])
 def test_cli_and_api_answer_alike(fixture, request, capsys):
     folder = request.getfixturevalue(fixture)

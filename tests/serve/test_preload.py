@@ -69,6 +69,7 @@ def test_posted_plays_bypass_the_cached_query(gru_dir, thirty, tmp_path):
     assert [c["item_id"] for c in after] != [c["item_id"] for c in before]
 
 
+@pytest.mark.integration     # its model folder is a fixture asked for by name
 @pytest.mark.parametrize("fixture", ["ease_dir", "sknn_dir"])
 def test_precomputed_candidates_give_the_live_answers(fixture, request):
     svc = Service.load(request.getfixturevalue(fixture))

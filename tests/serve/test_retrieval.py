@@ -79,6 +79,7 @@ def test_exact_head_lifts_recall(als, hetrec_train):
     assert bare < headed - 0.1, (bare, headed)
 
 
+@pytest.mark.slow      # four 50,000 x 32 indexes (benchmarks/ann_recall.py measures recall at scale)
 @pytest.mark.parametrize("kind", ["hnsw", "ivf"])
 @pytest.mark.parametrize("norm_exponent", [0.3, 0.0])
 def test_ann_recall_on_synthetic_clustered_vectors(kind, norm_exponent):

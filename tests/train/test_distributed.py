@@ -29,6 +29,7 @@ from musicrec.preprocess.splitset import Split
 from musicrec.train import distributed
 
 torch = pytest.importorskip("torch")
+pytestmark = pytest.mark.slow     # 2-process DDP runs, Ray, torchrun
 
 # sampled loss + dropout: 1-process runs with seeds 0..4 (6 epochs) end with final losses
 # 1.62-1.84 and hit rates 0.63-0.87 (measured); a 2-process run differs from the 1-process
@@ -191,7 +192,6 @@ def test_a_worker_user_error_is_one_line(split_folder, tmp_path):
         distributed.spawn(train_model, 2, "most-popular", split_folder, str(tmp_path / "m"))
 
 
-@pytest.mark.slow
 def test_ray_train_gives_the_weights_of_spawn(cli_model, split_folder, tmp_path):
     """Ray Train's TorchTrainer (local Ray, 2 CPU workers, gloo) runs the same entry: the
     weights equal those of the 2 spawned processes bit for bit (same seeds and shards)."""
@@ -208,7 +208,6 @@ def test_ray_train_gives_the_weights_of_spawn(cli_model, split_folder, tmp_path)
         assert torch.equal(ray_w[k], spawn_w[k]), k
 
 
-@pytest.mark.slow
 def test_torchrun_gives_the_weights_of_spawn(cli_model, split_folder, tmp_path):
     """``torchrun --standalone … -m musicrec.cli.main train`` (its own rendezvous on loopback): every
     rank runs the train command, which joins the group."""
