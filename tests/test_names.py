@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from musicrec.names import NameIndex, normalise
 
@@ -22,6 +23,7 @@ def test_find_is_forgiving_and_prefers_popular_duplicates():
     assert "Radiohead" in idx.suggest("radio")
 
 
+@pytest.mark.slow      # difflib over a large catalogue is the slow reference
 def test_fuzzy_matches_are_difflibs_on_a_large_catalogue():
     """The pre-filtered matcher answers exactly as difflib.get_close_matches over every key."""
     import difflib

@@ -66,6 +66,7 @@ def test_fetch_uses_the_mirror_environment_variable(shared_data, tmp_path, monke
     assert out.exit_code == 0 and out.stdout.strip().endswith("30music-200ks-test")
 
 
+@pytest.mark.slow      # a CLI process
 def test_ingest_prints_counts_and_rejects_path(tmp_path):
     store = str(tmp_path / "store")
     out = runner.invoke(main.app, ["ingest", "listenbrainz", os.path.join(FIXTURES, "listenbrainz"), "--store", store])
@@ -79,6 +80,7 @@ def test_ingest_prints_counts_and_rejects_path(tmp_path):
     assert "plays: 0 added, 14 already there, 2 rejected" in again.stdout
 
 
+@pytest.mark.slow      # a CLI process
 def test_ingest_csv_with_map_and_source_name(tmp_path):
     f = tmp_path / "log.csv"
     f.write_text("listener,band,when\nann,Bonobo,1577836800\nann,Bonobo,not-a-time\n")
@@ -95,6 +97,7 @@ def _cli(*args, env=None):
                           env={**os.environ, **(env or {})}, timeout=120)
 
 
+@pytest.mark.slow      # a CLI process per case
 @pytest.mark.parametrize("args", [
     ["ingest", "30music", "/no/such/folder", "--store", "{tmp}/s"],            # missing
     ["ingest", "spotify-history", os.path.join(FIXTURES, "listenbrainz"), "--store", "{tmp}/s"],  # wrong kind
@@ -111,6 +114,7 @@ def test_bad_input_exits_2_with_one_error_line(tmp_path, args):
     assert "Traceback" not in proc.stderr + proc.stdout
 
 
+@pytest.mark.slow      # a CLI process
 def test_partial_rejects_still_exit_0(tmp_path):
     proc = _cli("ingest", "spotify-history", os.path.join(FIXTURES, "spotify"), "--store", str(tmp_path / "s"))
     assert proc.returncode == 0, proc.stderr

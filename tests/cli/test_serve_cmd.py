@@ -93,6 +93,7 @@ def test_refuses_a_public_address_without_a_key(model_dir, tmp_path):
     assert proc.returncode == 2 and err.startswith("error:") and "API key" in err
 
 
+@pytest.mark.slow      # server processes
 def test_bad_model_folder_is_a_one_line_error(tmp_path):
     proc = _serve(str(tmp_path / "missing"), "--port", str(_free_port()))
     _, err = proc.communicate(timeout=60)

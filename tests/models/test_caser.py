@@ -1,6 +1,7 @@
 """Caser: window examples by hand, learns a fixed cycle, scores known and unknown users."""
 
 import numpy as np
+import pytest
 import torch
 from models_synthetic import tiny_interactions
 
@@ -23,6 +24,7 @@ def test_window_examples_by_hand():
     np.testing.assert_array_equal(owners, [9, 9, 9, 7])
 
 
+@pytest.mark.slow      # trains a network
 def test_learns_a_cycle():
     model = Caser(embedding_dim=16, max_len=3, n_h=4, n_v=2, epochs=10, batch_size=40, learning_rate=0.01,
                   n_negatives=5, dropout=0.0).fit(tiny_interactions(cycle_sessions()))
@@ -45,6 +47,7 @@ def test_net_shapes_with_and_without_user():
     assert torch.equal(hidden[0, 8:], torch.zeros(8))
 
 
+@pytest.mark.slow      # trains a network
 def test_unknown_users_are_scored():
     sessions = cycle_sessions(20)
     model = Caser(embedding_dim=8, max_len=3, n_h=2, n_v=2, epochs=2, batch_size=64, n_negatives=5,

@@ -46,11 +46,13 @@ PREFIXES = [s[:k] for s in cyclic_sessions(12, 8, seed=1) for k in (1, 3, 7)]
     {"constrained_embedding": False, "embedding_dim": 8, "loss": "bpr-max", "n_layers": 2},
     {"loss": "ce", "repeat_head": True},
 ], ids=["constrained", "one-hot", "embedding-bprmax-2layers", "repeat-head"])
+@pytest.mark.slow      # trains a network per case
 def test_learns_a_cycle(params):
     model = GRU4Rec(**{**FAST, **params}).fit(tiny_interactions(cyclic_sessions()))
     assert top1_hit_rate(model, PREFIXES) >= 0.9
 
 
+@pytest.mark.slow      # trains a network
 def test_sasrec_with_repeat_head_learns_a_cycle():
     model = SASRec(embedding_dim=16, max_len=8, epochs=40, batch_size=16, learning_rate=0.01, dropout=0.0,
                    loss="ce", repeat_head=True).fit(tiny_interactions(cyclic_sessions()))

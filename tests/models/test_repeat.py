@@ -79,6 +79,7 @@ def alternating_sessions(n: int, n_items: int = 30, length: int = 7, seed: int =
     ("gru4rec", dict(hidden_size=16, dropout_hidden=0.0, learning_rate=0.02)),
     ("sasrec", dict(embedding_dim=16, dropout=0.0, learning_rate=0.01)),
 ])
+@pytest.mark.slow      # trains a network per case
 def test_learns_to_repeat(name, params):
     train = tiny_interactions(alternating_sessions(150))
     model = registry.create(name, max_len=8, epochs=25, batch_size=32, loss="ce", repeat_head=True, **params).fit(train)

@@ -8,6 +8,7 @@ sorted and shuffled rows, nulls, ties, duplicates and source session keys.
 """
 
 import polars as pl
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from prep_helpers import plays
@@ -63,6 +64,7 @@ def _frame(rows, keyed: bool, presorted: bool) -> pl.DataFrame:
     return p
 
 
+@pytest.mark.slow      # 300 examples against the reference
 @settings(max_examples=300, deadline=None)
 @given(rows=st.lists(row, max_size=40), keyed=st.booleans(), presorted=st.booleans())
 def test_dedupe_matches_reference(rows, keyed, presorted):
@@ -72,6 +74,7 @@ def test_dedupe_matches_reference(rows, keyed, presorted):
     assert dedupe(p.lazy()).collect().equals(expected)
 
 
+@pytest.mark.slow      # 300 examples against the reference
 @settings(max_examples=300, deadline=None)
 @given(rows=st.lists(row, max_size=40), keyed=st.booleans(), presorted=st.booleans(),
        gap_s=st.sampled_from([0, 60, 1800, 3600]), use_source_sessions=st.booleans())
