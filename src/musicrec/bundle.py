@@ -38,14 +38,8 @@ def bundle_meta(split: Split, split_url: str, include_valid: bool, fit_s: float 
     :func:`~musicrec.preprocess.splitset.fingerprint` of the rows it was fitted on (train, or
     train + valid). ``extra`` keys are added as given.
     """
-    from musicrec.train.fit import training_events
-
-    events = training_events(split, include_valid)
     meta = {
-        "split": fsio.absolute(split_url), "store": split.meta.get("store"),
-        "protocol": split.meta.get("protocol"), "item_level": split.meta.get("item_level", "artist"),
-        "include_valid": bool(include_valid and split.valid is not None and split.valid.height > 0),
-        "train_rows": events.height, "train_fingerprint": fingerprint(events),
+        **_split_record(split, split_url, include_valid),
         # what serving needs of the split, so that the folder stands alone: the store, resolved
         # now (a relative path means nothing on another machine), and when the data was cut
         "store_url": split_store_url(split_url), "data_cut": data_cut_time(split_url),
@@ -55,6 +49,19 @@ def bundle_meta(split: Split, split_url: str, include_valid: bool, fit_s: float 
     if params is not None:
         meta["params"] = params
     return {**meta, **extra}
+
+
+def _split_record(split: Split, split_url: str, include_valid: bool) -> dict:
+    """Which split and which of its rows a model learns from (what :func:`check_split` compares)."""
+    from musicrec.train.fit import training_events
+
+    events = training_events(split, include_valid)
+    return {
+        "split": fsio.absolute(split_url), "store": split.meta.get("store"),
+        "protocol": split.meta.get("protocol"), "item_level": split.meta.get("item_level", "artist"),
+        "include_valid": bool(include_valid and split.valid is not None and split.valid.height > 0),
+        "train_rows": events.height, "train_fingerprint": fingerprint(events),
+    }
 
 
 def _describe(record: dict) -> str:
@@ -76,7 +83,7 @@ def check_split(meta: dict, split: Split, split_url: str) -> bool:
     """
     if not meta.get("train_fingerprint"):
         return False
-    other = bundle_meta(split, split_url, bool(meta.get("include_valid")))
+    other = _split_record(split, split_url, bool(meta.get("include_valid")))
     if other["train_fingerprint"] == meta["train_fingerprint"]:
         return True
     raise MusicrecError(f"the model was trained on {_describe(meta)}, not on {_describe(other)}; evaluate it on "
