@@ -3,6 +3,7 @@
 import datetime as dt
 import json
 import os
+import time
 import uuid
 
 import duckdb
@@ -223,3 +224,64 @@ def test_staging_left_by_a_killed_ingest_is_removed(mem):
         os.makedirs(os.path.join(d, "b-0000"))
     s.ingest(plays(("u:b", "a:1", None, 2, 1)))
     assert not os.path.exists(old) and os.path.exists(fresh)      # another ingest may be running: kept
+
+
+def test_a_group_commit_gives_what_the_posts_one_by_one_give(tmp_path):
+    """Posts committed together (the server's group commit) store and report exactly what
+    appending them one after another does: a play an earlier post holds is a duplicate, a
+    repeat inside one post is a second play, a new listener is counted once, on its first post."""
+    def posts():
+        return [pl.DataFrame({"user_id": [0, 0], "artist_id": [0, 0], "timestamp": [t(2), t(2)]}),   # a true repeat
+                pl.DataFrame({"user_id": [0], "artist_id": [0], "timestamp": [t(2)]}),               # resent
+                pl.DataFrame({"user": ["zoe", "zoe"], "artist_id": [0, 0], "timestamp": [t(3), t(4)]}),
+                pl.DataFrame({"user": ["zoe"], "artist_id": [0], "timestamp": [t(5)]}),
+                pl.DataFrame({"user_id": [0, 0, 0], "artist_id": [0, 0, 0], "timestamp": [t(2), t(2), t(2)]})]
+
+    one, grouped = Store(str(tmp_path / "one")), Store(str(tmp_path / "grouped"))
+    for s in (one, grouped):
+        s.ingest(plays(("u:a", "a:1", None, 1, 1)), partitions=2)
+    alone = [one.append_plays(p) for p in posts()]
+    together = grouped.append_play_batches(posts())
+    summary = [(r.plays_added, r.plays_duplicate, r.added) for r in alone]
+    assert summary == [(2, 0, {"plays": 2, "users": 0}), (0, 1, {"plays": 0, "users": 0}),
+                       (2, 0, {"plays": 2, "users": 1}), (1, 0, {"plays": 1, "users": 0}),
+                       (1, 2, {"plays": 1, "users": 0})]
+    assert [(r.plays_added, r.plays_duplicate, r.added) for r in together] == summary
+    assert grouped.table("plays").equals(one.table("plays"))
+    assert grouped.table("users").equals(one.table("users"))
+
+
+def test_posts_waiting_on_a_commit_join_the_next_one(tmp_path):
+    """The server's writer: 20 posts that arrive while a commit is running are committed together
+    in one Delta append, and each gets its own report (a resent post: a duplicate)."""
+    import threading
+
+    from musicrec.serve.events import StoreWriter
+
+    url = str(tmp_path / "store")
+    Store(url).ingest(plays(("u:a", "a:1", None, 1, 1)), partitions=2)
+    writer = StoreWriter(url)
+    version = Store(url).latest("plays").version()
+    frames = [pl.DataFrame({"user": [f"p{n % 10}"], "artist_id": [0], "timestamp": [t(n % 10)]}) for n in range(20)]
+    reports = [None] * 20
+
+    def post(n):
+        reports[n] = StoreWriter(url).append(frames[n])
+
+    group = writer._group
+    with group.commit_lock:         # a commit in progress: the posts queue up behind it
+        threads = [threading.Thread(target=post, args=(n,)) for n in range(20)]
+        for th in threads:
+            th.start()
+        deadline = time.monotonic() + 30
+        while len(group.queue) < 20 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(group.queue) == 20
+    for th in threads:
+        th.join(30)
+    assert sorted(r.plays_added for r in reports) == [0] * 10 + [1] * 10
+    assert all(r.plays_added + r.plays_duplicate == 1 for r in reports)
+    assert sum(r.added["users"] for r in reports) == 10
+    s = Store(url)
+    assert s.table("plays").height == 11 and s.table("users").height == 11
+    assert s.latest("plays").version() - version <= 2          # one append (and at most one compaction)

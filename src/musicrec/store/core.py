@@ -354,6 +354,14 @@ class Store:
         Ids are turned back into the entities' keys, so re-sending the same plays adds nothing.
         Unknown ids raise MusicrecError.
         """
+        return self.append_play_batches([plays], source)[0]
+
+    def append_play_batches(self, batches: list[pl.DataFrame], source: str = "api") -> list[IngestReport]:
+        """``append_plays`` for several posts in one commit (group commit); one report per post.
+
+        The result is that of appending the posts one after another: a play of a later post that
+        an earlier one holds (same listener, item, time; counted by occurrence) is a duplicate.
+        """
         self._writable()
         if self.format != "delta":
             if self.format is None:
@@ -361,7 +369,8 @@ class Store:
             self.migrate()
         want = {"user_id": pl.Int64, "user": pl.String, "artist_id": pl.Int64, "track_id": pl.Int64,
                 "timestamp": schema.UTC_US, "play_count": pl.Int64, "ms_played": pl.Int64}
-        df = schema.conform(plays, want).with_columns(pl.col("play_count").fill_null(1))
+        df = pl.concat([schema.conform(b, want).with_columns(_post=pl.lit(n, pl.Int64)) for n, b in enumerate(batches)])
+        df = df.with_columns(pl.col("play_count").fill_null(1))
         try:        # ids are never taken back: rows seen before are still right, so look there first
             df = self._with_keys(df, cached=True)
         except MusicrecError:
@@ -369,17 +378,21 @@ class Store:
         if df["timestamp"].null_count():
             raise MusicrecError("every posted play needs a timestamp")
         df = df.with_columns(user_key=pl.coalesce("store_user_key", pl.lit(f"{source}:") + pl.col("user")))
-        new_users = df.filter(pl.col("user_id").is_null()).select(key="user_key", source_id="user").unique("key")
-        n_new = 0
+        new_users = (df.filter(pl.col("user_id").is_null()).select(key="user_key", source_id="user", _post="_post")
+                     .unique("key", keep="first", maintain_order=True))
         if new_users.height:        # listeners not in the store yet get ids first (one commit)
-            users, before = writer.commit_entities(self, "users", lambda: new_users.lazy())
-            n_new = users.height - before
+            users, before = writer.commit_entities(self, "users", lambda: new_users.drop("_post").lazy())
+            n_new = users.height - before       # new ids are max + 1, ...: the highest n_new ids
+            first_new = users["user_id"].max() - n_new + 1
+            new_users = new_users.join(users.select(key="key", _id="user_id"), on="key").filter(pl.col("_id") >= first_new)
             df = df.join(users.select(user_key="key", _id="user_id"), on="user_key", how="left",
                          maintain_order="left").with_columns(pl.coalesce("user_id", "_id").alias("user_id"))
-        plays = schema.conform(df.with_columns(source=pl.lit(source)), schema.STORE_PLAYS)
-        added, n_dup = writer.append_plays(self, plays, source)
-        return IngestReport(source=source, plays_added=added, plays_duplicate=n_dup, rejected=0, rejects_path=None,
-                            added={"plays": added, "users": n_new})
+        plays = schema.conform(df.with_columns(source=pl.lit(source)), schema.STORE_PLAYS | {"_post": pl.Int64})
+        added = writer.append_plays(self, plays, source)
+        posted, users_new = dict(plays.group_by("_post").len().iter_rows()), new_users["_post"].to_list()
+        return [IngestReport(source=source, plays_added=added.get(n, 0), plays_duplicate=posted.get(n, 0) - added.get(n, 0),
+                             rejected=0, rejects_path=None, added={"plays": added.get(n, 0), "users": users_new.count(n)})
+                for n in range(len(batches))]
 
     def _with_keys(self, df: pl.DataFrame, cached: bool) -> pl.DataFrame:
         """Posted plays with their track, artist and listener keys; MusicrecError for unknown ids."""

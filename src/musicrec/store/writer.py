@@ -171,13 +171,17 @@ def commit_plays(store, staged: dict[int, list[str]], engine, source: str) -> tu
     return delta.retrying("the store's plays", attempt)
 
 
-def append_plays(store, new: pl.DataFrame, source: str) -> tuple[int, int]:
-    """Append the plays of ``new`` (``schema.STORE_PLAYS``, timestamped) not stored yet, in one
-    commit; returns (added, duplicates). Duplicates are checked against the stored plays of the
-    same listeners only."""
+def append_plays(store, new: pl.DataFrame, source: str) -> dict[int, int]:
+    """Append the plays of ``new`` (``schema.STORE_PLAYS`` plus ``_post``: which post each came
+    from; timestamped) not stored yet, in one commit; returns the plays added per post.
+    Duplicates are checked against the stored plays of the same listeners, and against earlier
+    posts of the batch, so a group commit gives what the posts one by one would."""
     new = new.with_columns(pl.Series(delta.PARTITION, user_bucket(new["user_id"], store.n_buckets)))
     wanted = new["user_id"].unique()
     lo, hi = wanted.min(), wanted.max()
+    on = PLAY_KEY + ["_occ"]
+    # occurrences count within a post; across posts a repeated (play, occurrence) is a resend
+    numbered = _with_occurrence(new.lazy(), PLAY_KEY + ["_post"]).collect()
 
     def attempt():
         table = store.plays_table()
@@ -186,12 +190,12 @@ def append_plays(store, new: pl.DataFrame, source: str) -> tuple[int, int]:
                                  | ((pl.col("min_user") <= hi) & (pl.col("max_user") >= lo)))
         stored = delta.read_files(files["path"].to_list(), schema.STORE_PLAYS).filter(
             pl.col("user_id").is_in(wanted.implode()))
-        on = PLAY_KEY + ["_occ"]
-        fresh = _semi(_with_occurrence(new.lazy(), PLAY_KEY), _with_occurrence(stored.lazy(), PLAY_KEY), on,
-                      "anti").drop("_occ").collect()
+        fresh = (_semi(numbered.lazy(), _with_occurrence(stored.lazy(), PLAY_KEY), on, "anti")
+                 .unique(on, keep="first", maintain_order=True).collect())
         if fresh.height:
+            rows = fresh.drop("_occ", "_post")
             files = [delta.write_bucket_file(store.uri("plays"), b, part.drop(delta.PARTITION))
-                     for (b,), part in fresh.partition_by(delta.PARTITION, as_dict=True, maintain_order=True).items()]
+                     for (b,), part in rows.partition_by(delta.PARTITION, as_dict=True, maintain_order=True).items()]
             delta.replace_files(table, all_files.head(0), files, {"source": source, "read_version": table.version()})
         return fresh, all_files, table
 
@@ -202,7 +206,7 @@ def append_plays(store, new: pl.DataFrame, source: str) -> tuple[int, int]:
     for b in fresh[delta.PARTITION].unique().to_list():
         if counts.filter(pl.col("bucket") == b)["len"].sum() + 1 >= COMPACT_FILES:
             compact(store, b)
-    return fresh.height, new.height - fresh.height
+    return dict(fresh.group_by("_post").len().iter_rows())
 
 
 def compact(store, bucket: int) -> None:
