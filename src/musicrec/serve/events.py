@@ -78,7 +78,10 @@ class _Post:
         self.frame = frame
         self.report = None
         self.error: BaseException | None = None
-        self.done = False
+
+    @property
+    def done(self) -> bool:
+        return self.report is not None or self.error is not None
 
     def result(self):
         if self.error is not None:
@@ -99,18 +102,6 @@ _GROUPS: dict[str, _Group] = {}
 _GROUPS_GUARD = threading.Lock()
 #: the most posts one commit takes (the rest wait for the next)
 MAX_GROUP = 256
-_WRITER = None          # the writer process (``writer_process.WriterProcess``), started on the first post
-_WRITER_GUARD = threading.Lock()
-
-
-def _writer(fresh: bool = False):
-    from musicrec.serve.writer_process import WriterProcess
-
-    global _WRITER
-    with _WRITER_GUARD:
-        if fresh or _WRITER is None or not _WRITER.alive():
-            _WRITER = WriterProcess()
-        return _WRITER
 
 
 class StoreWriter:
@@ -186,27 +177,28 @@ class StoreWriter:
         (an in-memory store is not visible from another)."""
         if not self.store.local:
             return self.store.append_play_batches(frames, source=SOURCE)
-        try:
-            return _writer().append(self.store.url, frames)
-        except (EOFError, OSError):         # the writer process died (killed): start another, once
+        from musicrec.serve import writer_process
+
+        for fresh in (False, True):     # the writer process died (killed): start another, once
             try:
-                return _writer(fresh=True).append(self.store.url, frames)
+                return writer_process.shared(fresh).append(self.store.url, frames, SOURCE)
             except (EOFError, OSError):
-                raise MusicrecError("the store writer process died twice; the plays were not stored") from None
+                pass
+        raise MusicrecError("the store writer process died twice; the plays were not stored")
 
     def _commit(self, batch: list[_Post]) -> None:
         try:
             reports = self._append([p.frame for p in batch])
         except Exception as exc:
             if len(batch) == 1:
-                batch[0].error, batch[0].done = exc, True
+                batch[0].error = exc
                 return
             # one bad post must not fail the others: each alone, so each gets its own answer
             for p in batch:
                 self._commit([p])
             return
         for p, report in zip(batch, reports):
-            p.report, p.done = report, True
+            p.report = report
 
 
 def catalogue_mismatch(store, catalogue: pl.DataFrame, item_level: str) -> str:

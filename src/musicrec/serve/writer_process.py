@@ -9,9 +9,9 @@ The child is ``python -m musicrec.serve.writer_process``, not a ``multiprocessin
 that would re-import the user's ``__main__`` (a script without a main guard would deadlock), and
 nothing here needs pickle. Protocol over its stdin/stdout, one request at a time:
 
-* request: 4-byte big-endian length + JSON ``{"url", "n"}`` (n: how many posts), then 8-byte length + the posts as one
+* request: 4-byte big-endian length + JSON ``{"url", "n", "source"}`` (n: how many posts), then 8-byte length + the posts as one
   Arrow IPC stream (a ``_post`` column says which post each row came from);
-* reply: 4-byte length + JSON ``{"reports": [IngestReport fields, ...]}`` or ``{"error", "kind"}``.
+* reply: 4-byte length + JSON ``{"reports": [IngestReport fields, ...]}`` or ``{"error"}``.
 
 The child ends when its stdin closes: when the server exits, or is killed.
 """
@@ -74,8 +74,8 @@ class WriterProcess:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
-    def append(self, url: str, frames: list[pl.DataFrame]) -> list:
-        """``Store(url).append_play_batches(frames)`` in the child: one IngestReport per frame.
+    def append(self, url: str, frames: list[pl.DataFrame], source: str) -> list:
+        """``Store(url).append_play_batches(frames, source)`` in the child: one IngestReport per frame.
         MusicrecError for what the store refused; EOFError/OSError when the child died."""
         from musicrec.store.writer import IngestReport
 
@@ -83,18 +83,24 @@ class WriterProcess:
         buf = io.BytesIO()
         posts.write_ipc_stream(buf)
         with self._lock:
-            _send(self.proc.stdin, {"url": url, "n": len(frames)}, buf.getvalue())
+            _send(self.proc.stdin, {"url": url, "n": len(frames), "source": source}, buf.getvalue())
             reply = _recv_header(self.proc.stdout)
         if "error" in reply:
             raise MusicrecError(reply["error"])
         return [IngestReport(**r) for r in reply["reports"]]
 
-    def close(self) -> None:
-        try:
-            self.proc.stdin.close()
-            self.proc.wait(timeout=10)
-        except Exception:
-            self.proc.kill()
+
+_SHARED: WriterProcess | None = None
+_SHARED_GUARD = threading.Lock()
+
+
+def shared(fresh: bool = False) -> WriterProcess:
+    """This process's writer process, started on first use (again when it died, or ``fresh``)."""
+    global _SHARED
+    with _SHARED_GUARD:
+        if fresh or _SHARED is None or not _SHARED.alive():
+            _SHARED = WriterProcess()
+        return _SHARED
 
 
 def _serve(inp, out) -> None:
@@ -109,13 +115,14 @@ def _serve(inp, out) -> None:
             return
         try:
             url = header["url"]
-            store = stores.get(url) or stores.setdefault(url, Store(url))
+            if url not in stores:
+                stores[url] = Store(url)
+            store = stores[url]
             frames = [posts.filter(pl.col("_post") == n).drop("_post") for n in range(header["n"])]
-            reports = store.append_play_batches(frames, source=header.get("source", "api"))
+            reports = store.append_play_batches(frames, source=header["source"])
             _send(out, {"reports": [dataclasses.asdict(r) for r in reports]})
         except Exception as exc:        # the message goes back to the request that caused it
-            _send(out, {"error": str(exc) if isinstance(exc, MusicrecError) else f"{type(exc).__name__}: {exc}",
-                        "kind": type(exc).__name__})
+            _send(out, {"error": str(exc) if isinstance(exc, MusicrecError) else f"{type(exc).__name__}: {exc}"})
 
 
 def main() -> None:
