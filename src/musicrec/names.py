@@ -26,6 +26,33 @@ _CODE = np.full(128, len(ALPHABET), dtype=np.int64)
 _CODE[[ord(c) for c in ALPHABET]] = np.arange(len(ALPHABET))
 
 
+#: a credit of guests ("Artist feat. Guest", "(ft. Guest)"): not part of who the artist is
+_FEATURING = re.compile(r"\s*[(\[]?\s*\b(?:feat\.?|ft\.|featuring)\s.*$", re.IGNORECASE)
+#: release-edition suffixes of a track title: "Song - Remastered 2011", "Song (2009 Remaster)",
+#: "Song - Mono Version"; they name the same recording (a remix or live take is kept apart)
+_EDITION = re.compile(
+    r"\s*(?:\s-\s|[(\[])\s*(?:(?:\d{4}\s+)?(?:digital(?:ly)?\s+)?re-?master(?:ed)?(?:\s+version)?(?:\s+\d{4})?"
+    r"|(?:mono|stereo|single|album|original)\s+version|bonus\s+track)\s*[)\]]?\s*$", re.IGNORECASE)
+
+
+def identity_key(name: str | None) -> str:
+    """What two sources' spellings of one artist share: ``normalise`` after transliteration to
+    ASCII (``anyascii``: "Мумий Тролль" -> "mumiy troll") and without a "feat." credit; '+' reads as
+    'and'. "" for a name with nothing left."""
+    from anyascii import anyascii
+
+    text = _FEATURING.sub("", name or "")
+    return normalise(anyascii(text).replace("+", "&"))
+
+
+def track_identity_key(artist: str | None, title: str | None) -> str:
+    """``"<artist key>|<title key>"`` of a track: the title without an edition suffix
+    ("- Remastered 2011") or a "feat." credit. "" when the title has nothing left."""
+    title = _EDITION.sub("", title or "")
+    t = identity_key(title)
+    return f"{identity_key(artist)}|{t}" if t else ""
+
+
 def normalise(name: str) -> str:
     """Lower-case, accents and punctuation removed, '&' read as 'and', a leading 'the' dropped."""
     text = unicodedata.normalize("NFKD", name or "")

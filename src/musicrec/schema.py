@@ -73,6 +73,10 @@ STORE_TAGS = {
     "weight": pl.Float64,
 }
 STORE_FRIENDS = {"user_id": pl.Int64, "friend_id": pl.Int64}
+# another source's key for a stored artist/track (``musicrec.store.resolve``): the entity tables keep
+# one row per id, this table every other key with that source's own id and name, and the match rule
+STORE_ALIASES = {"entity": pl.String, "key": pl.String, "id": pl.Int64, "source_id": pl.String,
+                 "name": pl.String, "rule": pl.String}
 
 # ---- split files (train / valid / test) ----
 # item_id is a store artist_id or track_id depending on the split's item level.

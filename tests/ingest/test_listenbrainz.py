@@ -19,7 +19,7 @@ def test_fixture_keeps_14_listens_and_rejects_2():
     assert t.plays.height == 14
     assert [(r["record"], r["reason"].split(":")[0]) for r in t.rejects.rows] == [
         (6, "broken JSON"), (7, "missing listened_at")]
-    assert t.users.rows() == [("listenbrainz:alice", "alice")]   # lines without user_name: the file stem
+    assert t.users.rows() == [("listenbrainz:alice", "alice")]   # lines without user_name: the one listener the file names
     first = t.plays.row(0, named=True)
     assert first["timestamp"] == dt.datetime.fromtimestamp(1699990000, dt.timezone.utc)
     assert first["artist_key"] == RADIOHEAD
@@ -52,7 +52,8 @@ def test_json_array_and_api_payload(tmp_path):
     (tmp_path / "listens.json").write_text(json.dumps(listens, indent=2))
     t = read_listenbrainz(tmp_path / "listens.json")
     assert t.plays["source_row"].to_list() == [1, 2, 3]
-    assert t.users["source_id"].to_list() == ["listens"]
+    # no user_name, no user.json, no --user: "me", flagged so a store never merges two such exports
+    assert t.users["source_id"].to_list() == ["me"] and t.anonymous_users == ["listenbrainz:me"]
     (tmp_path / "api.json").write_text(json.dumps({"payload": {"count": 3, "listens": listens}}))
     assert read_listenbrainz(tmp_path / "api.json", user="x").plays.height == 3
 

@@ -77,6 +77,9 @@ def register(app: typer.Typer) -> None:
                                                   help="key prefix and source label (csv/parquet; default csv)"),
         partitions: Optional[int] = typer.Option(None, "--partitions", min=1,
                                                  help="plays buckets (by listener) of a new store (default 16)"),
+        keep_apart: Optional[list[str]] = typer.Option(
+            None, "--keep-apart", help="an artist name never matched by name to another source's artist "
+                                       "(a wrong match; repeatable)"),
         engine: str = typer.Option("local", "--engine", help="where the per-bucket merges run: local or ray"),
         ray_address: Optional[str] = typer.Option(None, "--ray-address",
                                                   help="Ray cluster to join (--engine ray; default: start one)"),
@@ -85,13 +88,16 @@ def register(app: typer.Typer) -> None:
 
         `musicrec ingest hetrec-lastfm-2k --store S` reads the copy `musicrec datasets fetch`
         put in the data home. CSV and Parquet input is read file by file (a big Parquet file in
-        slices), so memory stays bounded however large the log.
+        slices), so memory stays bounded however large the log. A zipped export is read as delivered.
+        Artists and tracks another source already brought in get that source's ids (by MusicBrainz
+        id, else by normalised name); the counts are printed.
         """
         from rich.console import Console
 
         from musicrec.cli.common import data_home, engine_from_options
         from musicrec.ingest.datasets import reader_and_path
         from musicrec.ingest.readers import read_chunks
+        from musicrec.names import identity_key
         from musicrec.store import Store
 
         err = Console(stderr=True)
@@ -101,7 +107,9 @@ def register(app: typer.Typer) -> None:
             chunks = read_chunks(source, path, **options)
             with engine_from_options(engine, ray_address) as eng, \
                     err.status(f"ingesting {path} ({source}) into {store}…"):
-                report = Store(store).ingest_chunks(chunks, engine=eng, partitions=partitions)
+                target = Store(store)
+                target.keep_apart = frozenset(identity_key(n) for n in keep_apart or [])
+                report = target.ingest_chunks(chunks, engine=eng, partitions=partitions)
         except MusicrecError as exc:
             _fail(exc)
         a, c = report.added, report.counts
@@ -109,6 +117,9 @@ def register(app: typer.Typer) -> None:
                    f"{report.rejected:,} rejected")
         for name in ("users", "artists", "tracks", "tags", "friends"):
             typer.echo(f"{name}: {a.get(name, 0):,} new, {c.get(name, 0):,} in store")
+        if report.matched:
+            typer.echo("matched to artists/tracks already in the store: "
+                       + ", ".join(f"{n:,} {rule}" for rule, n in report.matched.items()))
         for kind, n in report.skipped.items():
             typer.echo(f"skipped (not music): {n:,} {kind}")
         if report.rejects_path:

@@ -12,6 +12,7 @@ from pathlib import Path
 import polars as pl
 
 from musicrec import MusicrecError, schema
+from musicrec.ingest.archive import shown_path
 
 REJECTS_SCHEMA = {"source": pl.String, "file": pl.String, "record": pl.Int64, "reason": pl.String, "raw": pl.String}
 
@@ -24,7 +25,8 @@ class Rejects:
 
     def add(self, source: str, file: str, record: int, reason: str, raw: str = "") -> None:
         """Record one rejected row; ``record`` is the 1-based line or JSON record number."""
-        self.rows.append({"source": source, "file": file, "record": record, "reason": reason, "raw": raw[:500]})
+        self.rows.append({"source": source, "file": shown_path(file), "record": record, "reason": reason,
+                          "raw": raw[:500]})
 
     def frame(self) -> pl.DataFrame:
         return pl.DataFrame(self.rows, schema=REJECTS_SCHEMA) if self.rows else schema.empty(REJECTS_SCHEMA)
@@ -50,6 +52,9 @@ class SourceTables:
     rejects: Rejects = field(default_factory=Rejects)
     files: list[str] = field(default_factory=list)            # input files read, for the store manifest
     skipped: dict[str, int] = field(default_factory=dict)     # rows left out on purpose (not errors), by kind
+    #: listener keys the reader made up (the export names nobody and no ``user`` option was given):
+    #: the store refuses one it already holds from other input, so two people never merge
+    anonymous_users: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.plays = schema.conform(self.plays, schema.SOURCE_PLAYS)

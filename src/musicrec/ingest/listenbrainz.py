@@ -19,7 +19,9 @@ Every field used is type-checked and bounded: ``listened_at`` in [1970, 2100), a
 failing a check, or JSON nested too deeply to parse, is a reject with its reason.
 
 The user is the ``user`` option when given, else the listen's ``user_name``, else the
-``user_name`` of a ``user.json`` beside the files, else the file name's stem.
+``user_name`` of a ``user.json`` beside the files, else the one listener the file's other
+listens name, else ``"me"`` -- listed in
+``SourceTables.anonymous_users``, so the store refuses a second nameless export.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from musicrec.ingest.base import (MAX_EPOCH_S, MAX_MS, UNPARSED, Rejects, Source
                                   unpaired_surrogate)
 
 SOURCE = "listenbrainz"
+DEFAULT_USER = "me"
 
 
 def _text(v) -> str | None:
@@ -91,7 +94,7 @@ def _wrong_type(d: dict, keys: tuple[str, ...]) -> str | None:
     return None
 
 
-def _parse(rec, default_user: str | None, fallback_user: str) -> tuple[dict | None, str | None]:
+def _parse(rec, default_user: str | None, fallback_user: str | None) -> tuple[dict | None, str | None]:
     """One listen -> (row, None) or (None, reason)."""
     if not isinstance(rec, dict):
         return None, f"not a JSON object ({type(rec).__name__})"
@@ -144,7 +147,7 @@ def read_listenbrainz(path, user: str | None = None) -> SourceTables:
     export_user = _export_user(root)
     rejects, rows, looked_like_listens = Rejects(), [], False
     for f in files:
-        fallback = export_user or f.stem
+        fallback = export_user
         for record, rec in json_records(f, SOURCE, rejects):
             looked_like_listens |= isinstance(rec, dict) and ("track_metadata" in rec or "listened_at" in rec)
             row, reason = _parse(rec, user, fallback)
@@ -153,7 +156,7 @@ def read_listenbrainz(path, user: str | None = None) -> SourceTables:
             if row is None:
                 rejects.add(SOURCE, str(f), record, reason, json_raw(rec))
             else:
-                row["record"] = record
+                row.update(record=record, file=str(f))
                 rows.append(row)
     if not rows:
         unparsed = all(r["reason"].startswith(UNPARSED) for r in rejects.rows)
@@ -164,7 +167,13 @@ def read_listenbrainz(path, user: str | None = None) -> SourceTables:
 
     df = pl.DataFrame(rows, schema={"user": pl.String, "ts": pl.Int64, "artist": pl.String, "track": pl.String,
                                     "artist_mbid": pl.String, "recording_mbid": pl.String,
-                                    "duration_ms": pl.Int64, "record": pl.Int64})
+                                    "duration_ms": pl.Int64, "record": pl.Int64, "file": pl.String})
+    # a listen without user_name in a file whose other listens name one listener is theirs
+    only = pl.col("user").drop_nulls().unique()
+    df = df.with_columns(pl.col("user").fill_null(
+        pl.when(only.len() == 1).then(only.first()).otherwise(None).over("file")))
+    anonymous = df["user"].null_count() > 0
+    df = df.with_columns(pl.col("user").fill_null(DEFAULT_USER))
     df = df.with_columns(
         user_key=pl.lit("listenbrainz:") + pl.col("user"),
         artist_key=pl.coalesce(pl.lit("mbid:") + pl.col("artist_mbid"), name_keys(df["artist"])),
@@ -179,4 +188,5 @@ def read_listenbrainz(path, user: str | None = None) -> SourceTables:
                                      duration_ms="duration_ms"), "track_key")
     users = first_per_key(df.select("user_key", source_id="user"), "user_key")
     return SourceTables(SOURCE, plays, artists=artists, tracks=tracks, users=users, rejects=rejects,
-                        files=[str(f) for f in files])
+                        files=[str(f) for f in files],
+                        anonymous_users=[f"listenbrainz:{DEFAULT_USER}"] if anonymous else [])

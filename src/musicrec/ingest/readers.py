@@ -14,7 +14,7 @@ parquet             Parquet file or folder                       columns, source
 
 :func:`read_chunks` gives a reader's output in chunks for ``musicrec.store.Store.ingest_chunks``:
 ``csv`` and ``parquet`` read file by file (and a big Parquet file slice by slice); the other
-readers give their whole output as one chunk.
+readers give their whole output as one chunk. A ``.zip`` file is read as the folder it unpacks to.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import inspect
 from collections.abc import Callable, Iterator
 
 from musicrec import MusicrecError
+from musicrec.ingest.archive import unpacked
 from musicrec.ingest.base import SourceTables
 from musicrec.ingest.hetrec import read_hetrec
 from musicrec.ingest.lastfm1k import read_lastfm1k
@@ -74,6 +75,7 @@ def read_chunks(source: str, path, /, **options) -> Iterator[SourceTables]:
     chunks are read."""
     fn = reader(source)
     options = _checked(source, options)
+    path = unpacked(path)
     if source in CHUNKED:
         return CHUNKED[source](path, **options)
     return _one_chunk(fn, path, options)
@@ -88,4 +90,5 @@ def read(source: str, path, /, **options) -> SourceTables:
     (None values are ignored, so a CLI can pass its unset flags through). ``source`` and ``path``
     are positional-only, so ``source=`` can be a reader option (csv/parquet key prefix)."""
     fn = reader(source)
-    return fn(path, **_checked(source, options))
+    options = _checked(source, options)
+    return fn(unpacked(path), **options)

@@ -15,7 +15,9 @@ skipped and counted in ``SourceTables.skipped``, not rejected.
 
 Keys: tracks are the track URI (``spotify:track:<id>``); artists ``name:<album artist name>``
 (the export names only the album artist); users ``spotify:user:<username>``. The user is the
-``user`` option when given, else ``username``, else ``"me"``.
+``user`` option when given, else ``username``, else ``"me"`` -- listed in
+``SourceTables.anonymous_users``, so the store refuses a second nameless export, and refused here
+when the nameless files lie in more than one folder (several exports, maybe several people).
 
 A stream is rejected with its reason when ``ts`` is not an ISO time in [1970, 2100), ``ms_played``
 is not an integer from 0 to ``MAX_MS``, a text field holds something else than text or null, or
@@ -24,6 +26,8 @@ is not an integer from 0 to ``MAX_MS``, a text field holds something else than t
 
 from __future__ import annotations
 
+
+from pathlib import Path
 
 import polars as pl
 
@@ -79,7 +83,7 @@ def _parse(rec, user: str | None) -> tuple[dict | None, str | None]:
     kind = _kind(rec)
     if kind:
         return {"skip": kind}, None
-    return {"user": user or _text(rec.get("username")) or DEFAULT_USER, "ts": ts, "ms_played": ms,
+    return {"user": user or _text(rec.get("username")), "ts": ts, "ms_played": ms,
             "uri": rec["spotify_track_uri"].strip(), "track": _text(rec.get("master_metadata_track_name")),
             "artist": _text(rec.get("master_metadata_album_artist_name")),
             "skipped": skipped}, None
@@ -131,6 +135,11 @@ def read_spotify(path, user: str | None = None) -> SourceTables:
                                 f"({', '.join(f'{n} {k}' for k, n in skipped.items())})")
         raise no_rows_error(SOURCE, files, rejects)
 
+    anonymous = sorted({r["file"] for r in rows if r["user"] is None})
+    if len({str(Path(f).parent) for f in anonymous}) > 1:
+        raise MusicrecError(f"{SOURCE}: {path} holds exports from {len({str(Path(f).parent) for f in anonymous})} "
+                            f"folders and their streams name no listener; ingest each folder with --user NAME")
+    df = df.with_columns(pl.col("user").fill_null(DEFAULT_USER))
     df = df.with_columns(user_key=pl.lit("spotify:user:") + pl.col("user"), artist_key=name_keys(df["artist"]))
     plays = df.select("user_key", "artist_key", track_key="uri", timestamp="timestamp", play_count=pl.lit(1),
                       ms_played="ms_played", skipped="skipped", source_row="record")
@@ -139,4 +148,5 @@ def read_spotify(path, user: str | None = None) -> SourceTables:
                                      source_id=pl.col("uri").str.split(":").list.last(), name="track"), "track_key")
     users = first_per_key(df.select("user_key", source_id="user"), "user_key")
     return SourceTables(SOURCE, plays, artists=artists, tracks=tracks, users=users, rejects=rejects,
-                        files=[str(f) for f in files], skipped=skipped)
+                        files=[str(f) for f in files], skipped=skipped,
+                        anonymous_users=[f"spotify:user:{DEFAULT_USER}"] if anonymous else [])

@@ -60,6 +60,7 @@ from musicrec.store import delta, legacy, writer
 from musicrec.store.buckets import by_bucket
 from musicrec.store.incoming import Incoming
 from musicrec.store.merge import _ids, merge_tags, sort_plays
+from musicrec.store import resolve
 from musicrec.store.writer import IngestReport
 
 SCHEMA_VERSION = 3          # 3: Delta tables (2: Parquet files in user-hash buckets; 1: one plays.parquet)
@@ -71,6 +72,7 @@ TABLES = {
     "users": schema.STORE_USERS,
     "tags": schema.STORE_TAGS,
     "friends": schema.STORE_FRIENDS,
+    "aliases": schema.STORE_ALIASES,
 }
 ENTITIES = ("users", "artists", "tracks")
 
@@ -93,6 +95,8 @@ class Store:
         self._frames: dict = {}         # entity table name -> (version, rows): versions never change
         self._delta = False             # once Delta, always Delta
         self._buckets: int | None = None
+        #: identity keys (``names.identity_key``) an ingest never matches by name: a user's correction
+        self.keep_apart: frozenset[str] = frozenset()
 
     # ---- where things are ----------------------------------------------------------------------
     def uri(self, name: str) -> str:
@@ -295,17 +299,10 @@ class Store:
         finally:
             writer.remove_staging(self.fs, staging)
 
-    def _entities(self, inc: Incoming) -> dict:
-        users, n_users = writer.commit_entities(self, "users", lambda: inc.users.frame().lazy())
-        artists, n_artists = writer.commit_entities(self, "artists", lambda: inc.artists.frame().lazy())
-        tracks, n_tracks = writer.commit_entities(self, "tracks", lambda: _ids(
-            inc.tracks_in(), "artist_key", artists, "artist_id", "artist_id").select(
-            "key", "source_id", "artist_id", "name", "duration_ms"))
-        return {"users": (users, n_users), "artists": (artists, n_artists), "tracks": (tracks, n_tracks)}
-
     def _ingest(self, inc: Incoming, engine) -> IngestReport:
-        ent = self._entities(inc)
-        users, artists, tracks = (ent[n][0] for n in ENTITIES)
+        writer.check_anonymous(self, inc)
+        ent, ids, matched = resolve.commit_entities(self, inc, self.keep_apart)
+        users, artists, tracks = (ids[n] for n in ENTITIES)
         new, before = {n: ent[n][0].height for n in ENTITIES}, {n: ent[n][1] for n in ENTITIES}
         if inc.tags:
             t = _ids(inc.tags_in(), "artist_key", artists, "artist_id", "artist_id")
@@ -332,7 +329,8 @@ class Store:
         report = IngestReport(
             source=inc.source, plays_added=inc.n_plays - n_dup, plays_duplicate=n_dup,
             rejected=len(inc.rejects), rejects_path=rejects_path, counts=dict(new),
-            added={name: new[name] - before[name] for name in TABLES}, skipped=dict(inc.skipped))
+            added={name: new[name] - before[name] for name in TABLES if name in new},
+            skipped=dict(inc.skipped), matched=matched)
         writer.log_ingest(self, report, inc.files)
         return report
 

@@ -64,6 +64,7 @@ class Incoming:
         self.friends: list[pl.DataFrame] = []
         self.rejects = Rejects()
         self.files: list[str] = []
+        self.anonymous: set[str] = set()
         self.skipped: dict[str, int] = {}
         self.pending: list[pl.DataFrame] = []
         self.spilled: list[str] = []
@@ -95,6 +96,7 @@ class Incoming:
             self.friends.append(t.friends)
         self.rejects.rows.extend(t.rejects.rows)
         self.files.extend(f for f in t.files if f not in self.files)
+        self.anonymous.update(t.anonymous_users)
         for kind, n in t.skipped.items():
             self.skipped[kind] = self.skipped.get(kind, 0) + n
         if t.plays.height:

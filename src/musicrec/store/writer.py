@@ -32,6 +32,7 @@ import fsspec
 import polars as pl
 
 from musicrec import MusicrecError, fsio, schema
+from musicrec.ingest.archive import shown_path
 from musicrec.ingest.base import REJECTS_SCHEMA, Rejects
 from musicrec.store import delta
 from musicrec.store.buckets import by_bucket, user_bucket
@@ -57,6 +58,8 @@ class IngestReport:
     counts: dict[str, int] = field(default_factory=dict)
     added: dict[str, int] = field(default_factory=dict)
     skipped: dict[str, int] = field(default_factory=dict)
+    #: keys of this ingest resolved to an artist/track already known, by rule (``store.resolve``)
+    matched: dict[str, int] = field(default_factory=dict)
 
 
 # ---- entities ------------------------------------------------------------------------------------
@@ -92,6 +95,24 @@ def commit_replacing(store, name: str, combine) -> tuple[pl.DataFrame, int]:
         return new, old.height
 
     return delta.retrying(f"the store's {name} table", attempt)
+
+
+def check_anonymous(store, inc: Incoming) -> None:
+    """Refuse a listener a reader made up ("me": the export names nobody) when the store already
+    has them from other input: two people's exports would merge. The same files again are fine."""
+    if not inc.anonymous or not store.exists():
+        return
+    users = store.table("users")
+    taken = users.filter(pl.col("key").is_in(sorted(inc.anonymous)))
+    if not taken.height:
+        return
+    log = delta.read(store.latest("ingests"), INGESTS)["entry"]
+    logged = {f.get("sha256") for e in log for f in json.loads(e).get("files", [])} - {None}
+    if inc.files and {fingerprint(f)["sha256"] for f in inc.files} <= logged:
+        return
+    name = taken["source_id"][0] or taken["key"][0]
+    raise MusicrecError(f"the store already has listener {name!r} from another export that names no listener; "
+                        f"give this one its listener's name: --user NAME")
 
 
 # ---- plays ---------------------------------------------------------------------------------------
@@ -228,7 +249,7 @@ def fingerprint(path: str) -> dict:
         with open(path, "rb") as f:
             for chunk in iter(lambda: f.read(1 << 20), b""):
                 h.update(chunk)
-        return {"path": os.path.abspath(path), "size": os.path.getsize(path), "sha256": h.hexdigest()}
+        return {"path": shown_path(os.path.abspath(path)), "size": os.path.getsize(path), "sha256": h.hexdigest()}
     except OSError:
         return {"path": str(path), "size": None, "sha256": None}
 
