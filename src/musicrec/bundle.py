@@ -15,6 +15,7 @@ atomically.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 
@@ -197,6 +198,22 @@ def _split_item_tags(meta: dict) -> pl.DataFrame:
         if tags is not None:
             return tags
     return schema.empty(schema.SPLIT_ITEM_TAGS)
+
+
+def model_version(model_dir: str) -> str:
+    """A short fingerprint of a model folder: its config and the size/time of its state."""
+    h = hashlib.sha256()
+    # network.json: an ONNX export (``musicrec compress export``) changes what scores
+    for name in ("config.json", "bundle.json", "network.json"):
+        path = os.path.join(model_dir, name)
+        if os.path.isfile(path):
+            with open(path, "rb") as fh:
+                h.update(fh.read())
+    state = os.path.join(model_dir, "state.npz")
+    if os.path.isfile(state):
+        st = os.stat(state)
+        h.update(f"{st.st_size}:{st.st_mtime_ns}".encode())
+    return h.hexdigest()[:12]
 
 
 class ModelBundle:

@@ -206,3 +206,31 @@ def test_onboarding_by_genre_in_chromium(browser, server):
     _one(drv, "tag-remove").click()
     _wait(drv, lambda d: not _all(d, "liked-tag") and not _all(d, "rec-item"), "the genre and its list to go",
           fail_on_error=False)
+
+
+def test_upload_a_streaming_history_in_chromium(browser, server, tmp_path):
+    """A listener uploads their Spotify export: the page lists recommendations for it and says how
+    much of it the model knows; nothing of theirs comes back recommended."""
+    import json
+
+    drv = browser
+    drv.get(server + "/")
+    api_key = _one(drv, "api-key")
+    if api_key.get_attribute("value") != API_KEY:
+        from selenium.webdriver.common.by import By
+        from selenium.webdriver.common.keys import Keys
+
+        drv.find_element(By.CSS_SELECTOR, "details.settings summary").click()
+        api_key.send_keys(API_KEY, Keys.TAB)
+    played = ["Radiohead", "Portishead", "Massive Attack", "Björk", "Nobody Knows This Band"]
+    streams = [{"ts": f"2023-03-0{d + 1}T18:00:00Z", "ms_played": 200000, "master_metadata_track_name": "x",
+                "master_metadata_album_artist_name": a, "spotify_track_uri": f"spotify:track:{d}"}
+               for d, a in enumerate(played)]
+    path = tmp_path / "Streaming_History_Audio_2023_0.json"
+    path.write_text(json.dumps(streams))
+    _one(drv, "history-file").send_keys(str(path))
+    _wait(drv, lambda d: len(_all(d, "rec-item")) == 10, "recommendations for the upload")
+    summary = _one(drv, "history-summary").text
+    assert "4 of 5 plays" in summary and "Nobody Knows This Band" in summary, summary
+    names = [e.text for e in _all(drv, "rec-play")]
+    assert not any(a.lower() in n.lower() for a in played[:3] for n in names), names

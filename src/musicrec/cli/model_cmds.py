@@ -295,20 +295,33 @@ def register(app: typer.Typer) -> None:
         user: Optional[str] = typer.Option(None, "--user", help="listener's original id"),
         seed: Optional[list[str]] = typer.Option(None, "--seed", help="an artist/track name a new listener likes; repeatable"),
         tag: Optional[list[str]] = typer.Option(None, "--tag", help="a genre/tag a new listener likes; repeatable"),
+        history: Optional[str] = typer.Option(None, "--history", help="your own listening history: a Spotify or "
+                                                                      "ListenBrainz export or a CSV, zipped or not"),
+        history_format: Optional[str] = typer.Option(None, "--history-format",
+                                                     help="spotify-history, listenbrainz or csv (default: recognised)"),
         k: int = typer.Option(10, "-k", "--k"),
         include_seen: bool = typer.Option(False, "--include-seen",
                                           help="allow items the listener already played (or the seeds themselves)"),
         as_json: bool = typer.Option(False, "--json", help="print the items as JSON (as the HTTP API answers)"),
     ):
-        """Recommend for a known listener (--user) or a new one (--seed ARTIST ... or --tag GENRE ...), with reasons."""
+        """Recommend for a known listener (--user), a new one (--seed ARTIST ... or --tag GENRE ...) or
+        anyone's own export (--history PATH: folded in without retraining), with reasons."""
         from musicrec.serve.service import Service
 
-        if sum([user is not None, bool(seed), bool(tag)]) != 1:
-            raise MusicrecError("give either --user ID, one or more --seed NAME, or one or more --tag TAG")
+        if sum([user is not None, bool(seed), bool(tag), history is not None]) != 1:
+            raise MusicrecError("give either --user ID, one or more --seed NAME, one or more --tag TAG, "
+                                "or --history EXPORT")
         _check_k(k)
         # the same core as the HTTP API and the page: the same items and reasons
         svc = Service.load(model_dir, one_off=True)
-        if user is not None:
+        if history is not None:
+            from musicrec.serve.history import history_of
+
+            found = history_of(svc, history, history_format)
+            cards = svc.recommend_history(found.items, found.plays, k=k, exclude_seen=not include_seen)
+            _history_note(found, svc.item_level)
+            title = f"top {k} for this listening history ({svc.model.name})"
+        elif user is not None:
             cards = svc.recommend_user(user, k=k, exclude_seen=not include_seen)
             title = f"top {k} for listener {user} ({svc.model.name})"
         else:
@@ -316,6 +329,17 @@ def register(app: typer.Typer) -> None:
                                           seed_tags=list(tag or []))
             title = f"top {k} for a new listener who likes {', '.join(seed or tag)} ({svc.model.name})"
         _print_cards(_console(), cards, title, as_json)
+
+    def _history_note(found, item_level: str) -> None:
+        """How much of the export the model knows, on stderr (stdout stays the answer)."""
+        kind = "artists" if item_level == "artist" else "tracks"
+        note = (f"{found.source}: {found.n_plays:,} plays, {found.n_matched:,} "
+                f"({found.n_matched / max(found.n_plays, 1):.0%}) of {kind} the model knows "
+                f"({len(set(found.items.tolist())):,} {kind})")
+        if found.unmatched:
+            top = ", ".join(f"{n} ({c:,})" for n, c in found.unmatched[:5])
+            note += f"; not in the catalogue: {len(found.unmatched):,} {kind}, most played {top}"
+        typer.echo(note, err=True)
 
     @app.command()
     def similar(

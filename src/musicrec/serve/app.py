@@ -49,7 +49,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from musicrec import MusicrecError, __version__
-from musicrec.serve import guards, responses
+from musicrec.serve import guards, history_api, responses
 from musicrec.serve.json_body import JsonBodyRoute, body_message
 from musicrec.serve.metrics import CONTENT_TYPE_LATEST, Metrics, MetricsMiddleware
 from musicrec.serve.service import NoStore, NotFound, Service
@@ -222,9 +222,10 @@ class BodyLimitMiddleware:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        message = f"request body larger than {self.max_bytes} bytes"
+        limit = max(self.max_bytes, history_api.HISTORY_BYTES) if scope["path"] == history_api.PATH else self.max_bytes
+        message = f"request body larger than {limit} bytes"
         length = dict(scope["headers"]).get(b"content-length")
-        if length is not None and length.isascii() and length.isdigit() and int(length) > self.max_bytes:
+        if length is not None and length.isascii() and length.isdigit() and int(length) > limit:
             return await _send_error(send, 413, message)
         received = 0
         started = False
@@ -234,7 +235,7 @@ class BodyLimitMiddleware:
             msg = await receive()
             if msg["type"] == "http.request":
                 received += len(msg.get("body", b""))
-                if received > self.max_bytes:
+                if received > limit:
                     # FastAPI re-raises HTTPExceptions met while reading the body: the handler answers
                     raise _BodyTooLarge(413, message)
             return msg
@@ -398,6 +399,8 @@ def create_app(model_dir: str, api_key: str | None = None, store_url: str | None
         many = len(body.recent_plays) + len(body.seed_artists) + len(body.seed_tags) > guards.FEW_NAMES
         items = await run_in_threadpool(call) if many else call()
         return responses.recommendations(svc.model.name, svc.version, None, items)
+
+    history_api.add_route(api, holder, ItemCard, err)
 
     @api.get("/v1/items/{item_id:path}/similar", response_model=SimilarItems, tags=["recommend"], responses=err(404, 422))
     async def similar_items(item_id: Annotated[str, Path(max_length=300)], k: Annotated[int, Query(ge=1, le=MAX_K)] = 10):

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import hashlib
 import inspect
 import os
 import time
@@ -28,7 +27,7 @@ import polars as pl
 import scipy.sparse as sp
 
 from musicrec import MusicrecError
-from musicrec.bundle import ModelBundle, data_cut_time, nothing_to_recommend, stored_store_url
+from musicrec.bundle import ModelBundle, data_cut_time, model_version, nothing_to_recommend, stored_store_url
 from musicrec.features.interactions import Histories
 from musicrec.models.base import Recommender, topk
 from musicrec.models.base import check_k as _check_k
@@ -62,22 +61,6 @@ class _Query:
     user: int = -1            # training user asking with their training history only (cached query)
     tagged: dict = field(default_factory=dict)  # seed index -> the named tags it stands for
     who: str = "this listener"                  # for the error when nothing is left to recommend
-
-
-def model_version(model_dir: str) -> str:
-    """A short fingerprint of a model folder: its config and the size/time of its state."""
-    h = hashlib.sha256()
-    # network.json: an ONNX export (``musicrec compress export``) changes what scores
-    for name in ("config.json", "bundle.json", "network.json"):
-        path = os.path.join(model_dir, name)
-        if os.path.isfile(path):
-            with open(path, "rb") as fh:
-                h.update(fh.read())
-    state = os.path.join(model_dir, "state.npz")
-    if os.path.isfile(state):
-        st = os.stat(state)
-        h.update(f"{st.st_size}:{st.st_mtime_ns}".encode())
-    return h.hexdigest()[:12]
 
 
 class Service:
@@ -274,6 +257,19 @@ class Service:
         hist = Histories.from_sequences([history], self.n_items)
         who = "this session" if recent else "these seeds" if seeds else "these tags"
         query = _Query(hist, history, frozenset(seeds), session=bool(recent), tagged=tagged, who=who)
+        return self._recommend(query, k, exclude_seen, max_per_artist, diversity)
+
+    def recommend_history(self, items: np.ndarray, plays: np.ndarray, k: int = 10, exclude_seen: bool = True,
+                          max_per_artist: int | None = None, diversity: float | None = None) -> list[dict]:
+        """Top ``k`` cards for a listener the model never saw, from their own plays (an export):
+        ``items`` (H,) item indices oldest first, ``plays`` (H,) how often each was played. Folded
+        in like a new listener (ALS solves their vector, EASE/ItemKNN take the row, sequence
+        models read the most recent items)."""
+        items = np.asarray(items, dtype=np.int64)
+        row = sp.csr_matrix((np.asarray(plays, np.float32), (np.zeros(len(items), np.int64), items)),
+                            shape=(1, self.n_items))
+        hist = Histories(row, [items], np.array([-1], dtype=np.int64))
+        query = _Query(hist, items, frozenset(), session=False, who="this listening history")
         return self._recommend(query, k, exclude_seen, max_per_artist, diversity)
 
     def _recommend(self, q: _Query, k: int, exclude_seen: bool, max_per_artist, diversity) -> list[dict]:

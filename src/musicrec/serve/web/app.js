@@ -44,7 +44,10 @@
     const key = $("api-key").value.trim();
     if (key) headers["X-API-Key"] = key;
     const init = { method, headers };
-    if (body !== undefined) {
+    if (body instanceof Blob) {             // an uploaded file goes as it is
+      headers["Content-Type"] = "application/octet-stream";
+      init.body = body;
+    } else if (body !== undefined) {
       headers["Content-Type"] = "application/json";
       init.body = JSON.stringify(body);
     }
@@ -255,6 +258,34 @@
     }
   }
 
+  // Recommendations for an uploaded export: the server reads it and matches it to its catalogue.
+  async function uploadHistory(file) {
+    const seq = ++state.recsSeq;
+    const status = $("recs-status");
+    const summary = $("history-summary");
+    status.textContent = "Loading…";
+    summary.textContent = `Reading ${file.name}…`;
+    try {
+      const data = await api("POST", `/v1/history/recommendations?k=${K}`, file);
+      if (seq !== state.recsSeq) return;
+      clearError();
+      const h = data.history;
+      const missing = h.unmatched.slice(0, 3).map((u) => u.name);
+      summary.textContent = `${h.matched_plays.toLocaleString()} of ${h.plays.toLocaleString()} plays are of ` +
+        `${h.distinct_items.toLocaleString()} artists or tracks this model knows` +
+        (missing.length ? `; it does not know ${missing.join(", ")}${h.unmatched_names > 3 ? "…" : ""}` : "") + ".";
+      const items = listOf(data);
+      renderCards($("recs"), items, "rec");
+      $("recs").dataset.version = String(Number($("recs").dataset.version) + 1);
+      status.textContent = "For your listening history. Click a title to play it.";
+    } catch (err) {
+      if (seq !== state.recsSeq) return;
+      status.textContent = "";
+      summary.textContent = "";
+      showError(err);
+    }
+  }
+
   function artistLine(item) {
     return item.artist && item.artist !== item.name ? item.artist : "";
   }
@@ -333,6 +364,10 @@
       ev.preventDefault();  // no page reload: the tag goes into this page's state
       addTag($("tag-input").value);
       $("tag-input").value = "";
+    });
+    $("history-file").addEventListener("change", (ev) => {
+      const file = ev.target.files && ev.target.files[0];
+      if (file) uploadHistory(file);
     });
     $("session-clear").addEventListener("click", () => {
       state.session = [];
