@@ -5,7 +5,9 @@ folder that has ``../shared/data`` beside it, as the repository root has. What t
 show verbatim is set up around the commands, never in them:
 
 - ``~/Downloads/my_spotify_data`` (the walk-through's "your own export") is a copy of
-  ``tests/fixtures/spotify``;
+  ``tests/fixtures/spotify``, and ``~/Downloads/my_spotify_data.zip`` that folder zipped as Spotify
+  delivers it; ``~/Downloads/listenbrainz_alice.zip`` is ``tests/fixtures/listenbrainz`` zipped as a
+  ListenBrainz export (``user.json`` + ``listens/``);
 - ``musicrec serve ...`` runs until stopped, so it is started in the background; the test waits
   (bounded) until its ``/health`` answers on 127.0.0.1 and stops it at the end of its block. It
   must get the README's port (8000 unless ``--port`` says otherwise): a busy port fails the test;
@@ -33,17 +35,19 @@ import subprocess
 import sys
 import time
 import urllib.request
+import zipfile
 
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 README = os.path.join(ROOT, "README.md")
 SPOTIFY_FIXTURE = os.path.join(ROOT, "tests", "fixtures", "spotify")
+LISTENBRAINZ_FIXTURE = os.path.join(ROOT, "tests", "fixtures", "listenbrainz")
 RUN = ("bash", "python")                # fence languages this test runs
 COMMAND_TIMEOUT_S = 300                 # any one command
 SERVER_START_S = 120                    # a server's /health must answer within this
-MIN_BASH_BLOCKS = 5                     # floors: the README had 5 bash blocks / 32 commands
-MIN_COMMANDS = 30
+MIN_BASH_BLOCKS = 6                     # floors: the README had 6 bash blocks / 35 commands
+MIN_COMMANDS = 33
 CURLRC = """\
 fail-with-body
 silent
@@ -197,6 +201,12 @@ def runner(shared_data, tmp_path):
     (tmp_path / "shared").mkdir()
     os.symlink(shared_data, tmp_path / "shared" / "data")       # so ../shared/data resolves from cwd
     shutil.copytree(SPOTIFY_FIXTURE, home / "Downloads" / "my_spotify_data")
+    with zipfile.ZipFile(home / "Downloads" / "my_spotify_data.zip", "w", zipfile.ZIP_DEFLATED) as zf:
+        for name in sorted(os.listdir(SPOTIFY_FIXTURE)):
+            zf.write(os.path.join(SPOTIFY_FIXTURE, name), f"Spotify Extended Streaming History/{name}")
+    with zipfile.ZipFile(home / "Downloads" / "listenbrainz_alice.zip", "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("user.json", json.dumps({"user_id": 1, "username": "alice"}))
+        zf.write(os.path.join(LISTENBRAINZ_FIXTURE, "alice.jsonl"), "listens/2023/11.jsonl")
     (home / ".curlrc").write_text(CURLRC)
     r = Runner(str(home), str(cwd))
     yield r

@@ -35,6 +35,7 @@ def test_resolve_rules():
                     (3, "hetrec:3", "abba", None), (4, "hetrec:4", "genesis", None), (5, "hetrec:5", "genesis", None),
                     (6, "hetrec:6", "beyonce", None), (7, "hetrec:7", "beyonce", None)],
                    {"id": pl.Int64, "key": pl.String, "ident": pl.String, "mbid": pl.String})
+    known = known.with_columns(norm=pl.col("ident"))
     new = _frame([("mbid:" + RADIOHEAD, "radiohead", RADIOHEAD),       # same MBID: mbid rule
                   ("name:abba", "abba", None),                           # same name: name rule
                   ("mbid:" + NIRVANA_UK, "nirvana", NIRVANA_UK),         # a different MBID: kept apart
@@ -46,12 +47,19 @@ def test_resolve_rules():
                   ("x:1", "kent", None), ("x:2", "kent", None),          # (also among new keys)
                   ("name:kent", "kent", None)],                          # a spelling joins the first
                  {"key": pl.String, "ident": pl.String, "mbid": pl.String})
+    new = new.with_columns(norm=pl.col("ident"))
     got = {r["key"]: (r["id"], r["to_key"], r["rule"]) for r in resolve(known, new).iter_rows(named=True)}
     assert got == {"mbid:" + RADIOHEAD: (1, None, "mbid"), "name:abba": (3, None, "name"),
                    "name:genesis": (4, None, "ambiguous"), "x:sigur ros": (None, "name:sigur rós", "name"),
                    "name:kent": (None, "x:1", "name")}
     kept = resolve(known, new, keep_apart=frozenset({"abba"}))
     assert "name:abba" not in kept["key"].to_list()
+    # of two stored artists with one identity key, the one spelt the same (but for case) is taken
+    gaga = _frame([(1, "hetrec:1", "lady gaga", None, "lady gaga feat beyonce"), (2, "hetrec:2", "lady gaga", None, "lady gaga")],
+                  {"id": pl.Int64, "key": pl.String, "ident": pl.String, "mbid": pl.String, "norm": pl.String})
+    one = _frame([("mbid:x", "lady gaga", None, "lady gaga")],
+                 {"key": pl.String, "ident": pl.String, "mbid": pl.String, "norm": pl.String})
+    assert resolve(gaga, one).rows() == [("mbid:x", 2, None, "name")]
 
 
 def _csv(path, rows, header="user,artist,track,timestamp"):
@@ -80,6 +88,12 @@ def test_two_sources_share_artist_and_track_ids_and_keep_their_own_names(tmp_pat
     assert store.table("artists").height == 3                                     # one row per artist
     again = store.ingest(read("csv", second, source="two"))                        # idempotent
     assert again.plays_added == 0 and again.matched == {} and store.table("aliases").height == 4
+    assert store.table("artists").height == 3 and store.table("tracks").height == 3
+    # a third source spelling them as the second did: the aliases serve it, nothing new
+    third = _csv(tmp_path / "c.csv", [("cid", "beatles", "Let It Be - Remastered 2009", "2023-03-01T10:00:00Z")])
+    store.ingest(read("csv", third, source="two"))
+    assert store.table("artists").height == 3 and store.table("plays").height == 6
+    assert store.table("plays").sort("timestamp")["artist_id"][-1] == ann["artist_id"][0]
 
 
 def test_listenbrainz_mbids_are_matched_and_distinct_mbids_kept_apart(tmp_path):
@@ -102,3 +116,54 @@ def test_listenbrainz_mbids_are_matched_and_distinct_mbids_kept_apart(tmp_path):
     ids = store.table("artists").filter(pl.col("key") == "mbid:" + RADIOHEAD)["artist_id"].to_list()
     erin = store.table("plays").sort("timestamp")["artist_id"].to_list()[-1]
     assert ids == [erin]
+
+
+def test_listenbrainz_and_spotify_exports_of_one_listener_land_on_hetrec_artists(shared_data, tmp_path):
+    """The issue's case: one listener's ListenBrainz export (MBIDs where the Last.fm-1K sample
+    knows the artist) and Spotify export, ingested into the HetRec store with ``musicrec ingest``,
+    give every artist its HetRec id, and the ingest prints how many matched."""
+    import os
+    import zipfile
+
+    from typer.testing import CliRunner
+
+    from musicrec.cli import main
+    from musicrec.store import ingest_path
+
+    store = str(tmp_path / "store")
+    ingest_path("hetrec-lastfm-2k", os.path.join(shared_data, "hetrec2011-lastfm-2k"), store)
+    k1 = read("lastfm-1k", os.path.join(shared_data, "lastfm-1k-sample")).artists
+    mbids = {n: k[5:] for k, n in k1.select("artist_key", "name").iter_rows() if k.startswith("mbid:")}
+    hetrec = Store(store).table("artists")
+    het = dict(zip(hetrec["name"].to_list(), hetrec["artist_id"].to_list()))
+    names = [n for n in ["Radiohead", "Boards of Canada", "Björk", "The Beatles", "Sigur Rós", "Portishead",
+                         "Massive Attack", "Everything but the Girl", "Daft Punk"] if n in het]
+    with_mbid = [n for n in names if n in mbids]
+    assert len(names) >= 8 and with_mbid                       # some carry MusicBrainz ids
+    lb = tmp_path / "listenbrainz_dana.zip"
+    with zipfile.ZipFile(lb, "w") as zf:
+        zf.writestr("user.json", json.dumps({"username": "dana"}))
+        zf.writestr("listens/2021/1.jsonl", "\n".join(json.dumps({
+            "listened_at": 1_610_000_000 + 60 * i, "track_metadata": {
+                "artist_name": n.upper() if i % 2 else n, "track_name": "Intro",
+                "additional_info": {"artist_mbids": [mbids[n]]} if n in mbids else {}}}) for i, n in enumerate(names)))
+    sp = tmp_path / "spotify"
+    sp.mkdir()
+    (sp / "Streaming_History_Audio_2021_0.json").write_text(json.dumps([
+        {"ts": f"2021-06-01T10:{i:02d}:00Z", "username": "dana.s", "ms_played": 200_000,
+         "master_metadata_track_name": "Intro - Remastered 2011", "master_metadata_album_artist_name": n,
+         "spotify_track_uri": f"spotify:track:{i}"} for i, n in enumerate(names)]))
+    runner = CliRunner()
+    main._register()
+    out_lb = runner.invoke(main.app, ["ingest", "listenbrainz", str(lb), "--store", store])
+    out_sp = runner.invoke(main.app, ["ingest", "spotify-history", str(sp), "--store", store])
+    assert out_lb.exit_code == 0 and out_sp.exit_code == 0, out_lb.output + out_sp.output
+    assert "matched to artists/tracks already in the store" in out_lb.stdout and "artists by name" in out_lb.stdout
+    assert "tracks by name" in out_sp.stdout, out_sp.stdout      # the same "Intro" by the same artist
+    s = Store(store)
+    users = s.table("users").filter(pl.col("source_id").is_in(["dana", "dana.s"]))
+    assert users.height == 2                                     # two exports, two names: two listeners
+    for uid in users["user_id"].to_list():
+        got = s.table("plays").filter(pl.col("user_id") == uid).sort("timestamp")["artist_id"].to_list()
+        assert got == [het[n] for n in names]
+    assert s.table("artists").height == hetrec.height           # no artist was added

@@ -361,6 +361,8 @@ def register(app: typer.Typer) -> None:
         out: str = typer.Option("musicrec-report", "--out", help="report folder"),
         trials: int = typer.Option(20, "--trials", help="Optuna trials for each tunable model"),
         tune_budget: float = typer.Option(40.0, "--tune-budget", help="seconds of tuning per model: no trial starts after it (0: no limit)"),
+        history: Optional[str] = typer.Option(None, "--history", help="your own export (Spotify, ListenBrainz, "
+                                                                      "CSV; zipped or not): recommendations for it at the end"),
     ):
         """HetRec Last.fm 2K end to end: fetch, ingest, split, tune, evaluate, report, recommend."""
         from musicrec.cli.common import data_home, data_mirror
@@ -370,6 +372,10 @@ def register(app: typer.Typer) -> None:
         console = _console()
         if tune_budget < 0:
             raise MusicrecError(f"--tune-budget must be 0 (no limit) or positive seconds, got {tune_budget}")
+        if history is not None:
+            from musicrec.serve.history import detect
+
+            detect(history)                 # a wrong path fails now, not after the whole run
         summary = run(data_home(), mirror or data_mirror(), out, trials=trials, log=console.print,
                       tune_budget_s=tune_budget or None)
         console.print(format_table(summary["results"], metrics=QUICK_METRICS))
@@ -385,3 +391,14 @@ def register(app: typer.Typer) -> None:
                       f"{hits} of them in this top 10")
         console.print(f"report: {summary['report']}  model: {summary['bundle']}  "
                       f"({summary['seconds']:.0f}s in all)")
+        if history is not None:
+            from musicrec.serve.history import history_of
+            from musicrec.serve.service import Service
+
+            svc = Service.load(summary["bundle"], one_off=True)
+            found = history_of(svc, history)
+            _history_note(found, svc.item_level)
+            _print_cards(console, svc.recommend_history(found.items, found.plays, k=10),
+                         f"top 10 for your listening history ({summary['best']})")
+            console.print(f"browse them: musicrec serve {summary['bundle']}  then open http://127.0.0.1:8000 and "
+                          f"upload the export under \"Your listening history\"")

@@ -6,7 +6,7 @@ Layout (a local folder, or ``s3://bucket/store``, ``gs://``, ``az://`` where del
                         ``user_bucket(u, n)`` (splitmix64 of the user id, mod ``n``); ``n`` is fixed
                         when the store is created (``partitions=``, default 16) and kept in the
                         table's description
-    <store>/artists/  tracks/  users/  tags/  friends/      Delta tables
+    <store>/artists/  tracks/  users/  tags/  friends/  aliases/      Delta tables
     <store>/ingests/    Delta table, one row per ingest (source, input files with sizes and
                         sha256, rows added / duplicate / rejected, rejects file)
     <store>/rejects/<source>-<UTC time>.csv   rows a reader refused: source, file, record, reason, raw
@@ -24,6 +24,8 @@ tracks     track_id, key, source_id, artist_id, name, duration_ms
 users      user_id, key, source_id (the listener's id in its source)
 tags       artist_id, tag (lower-case), user_id (who tagged, or null), timestamp, weight
 friends    user_id, friend_id
+aliases    entity (artist / track), key, id, source_id, name, rule: another source's key of a stored
+           artist or track (``musicrec.store.resolve``)
 =========  ==========================================================================================
 
 ``Store.table("plays")`` gives the plays in one canonical order: sorted by (user_id, timestamp),

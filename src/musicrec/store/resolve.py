@@ -27,7 +27,7 @@ import re
 import polars as pl
 
 from musicrec import schema
-from musicrec.names import identity_key, track_identity_key
+from musicrec.names import identity_key, normalise, track_identity_key
 
 STORE_ALIASES = schema.STORE_ALIASES
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
@@ -44,6 +44,9 @@ def _idents(names: pl.Series, fn) -> pl.Series:
     return pl.Series([fn(n) if n else "" for n in names.to_list()], dtype=pl.String)
 
 
+_NONE = pl.DataFrame(schema={"key": pl.String, "id": pl.Int64, "to_key": pl.String, "rule": pl.String})
+
+
 def _namespace(key: str) -> str:
     """The id scheme of a key: ``hetrec`` for ``hetrec:51``, ``name`` for ``name:radiohead``."""
     return key.split(":", 1)[0] if ":" in key else ""
@@ -58,20 +61,25 @@ def resolve(known: pl.DataFrame, new: pl.DataFrame, keep_apart: frozenset = froz
 
     Parameters
     ----------
-    known : DataFrame ``{id, key, ident, mbid}``, one row per stored key (entity rows and aliases)
-    new : DataFrame ``{key, ident, mbid}``: keys the store has not seen, in the order ids are given
+    known : DataFrame ``{id, key, ident, mbid, norm}``, one row per stored key (entity rows and
+        aliases); ``norm`` is the name with only case, accents and punctuation folded
+        (``names.normalise``), to prefer among several entities of one identity key
+    new : DataFrame ``{key, ident, mbid, norm}``: keys the store has not seen, in the order ids are given
     keep_apart : identity keys never merged by name (a user's correction)
 
     Returns
     -------
     DataFrame ``{key, id, to_key, rule}``: a new key resolved to stored ``id`` (``to_key`` null)
     or to the new key ``to_key`` (``id`` null) that becomes the entity; ``rule`` is ``mbid``,
-    ``name`` or ``ambiguous`` (several stored entities have that name; the lowest id is taken).
+    ``name`` or ``ambiguous`` (several stored entities have that identity key and not exactly one
+    is spelt the same: the lowest id is taken).
     Unresolved keys are absent.
     """
     out = {"key": [], "id": [], "to_key": [], "rule": []}
     by_mbid, groups, schemes, mbids = {}, {}, {}, {}
-    for i, key, ident, m in known.select("id", "key", "ident", "mbid").iter_rows():
+    spelt = {}                              # id -> its names, only case and accents folded
+    for i, key, ident, m, norm in known.select("id", "key", "ident", "mbid", "norm").iter_rows():
+        spelt.setdefault(i, set()).add(norm)
         if m:
             by_mbid.setdefault(m, i)
             mbids.setdefault(i, set()).add(m)
@@ -83,7 +91,7 @@ def resolve(known: pl.DataFrame, new: pl.DataFrame, keep_apart: frozenset = froz
     def fits(ns: str, m: str | None, their_schemes: set, their_mbids: set) -> bool:
         return (ns == "name" or ns not in their_schemes) and not (m and their_mbids and m not in their_mbids)
 
-    for key, ident, m in new.select("key", "ident", "mbid").iter_rows():
+    for key, ident, m, norm in new.select("key", "ident", "mbid", "norm").iter_rows():
         ns = _namespace(key)
         if m and m in by_mbid:
             i = by_mbid[m]
@@ -92,11 +100,15 @@ def resolve(known: pl.DataFrame, new: pl.DataFrame, keep_apart: frozenset = froz
         if not ident or ident in keep_apart:
             continue
         ids = sorted(groups.get(ident, ()))
-        fit = [i for i in ids if fits(ns, m, schemes[i], mbids.get(i, set()))]
+        # of several, the one spelt the same but for case and accents ("Lady Gaga", not "Lady Gaga feat
+        # Beyoncé"), then the lowest id
+        fit = sorted((i for i in ids if fits(ns, m, schemes[i], mbids.get(i, set()))),
+                     key=lambda i: (norm not in spelt[i], i))
         if fit:
             schemes[fit[0]].add(ns)
             out["key"].append(key), out["id"].append(fit[0]), out["to_key"].append(None)
-            out["rule"].append("name" if len(ids) == 1 else "ambiguous")
+            exact = sum(norm in spelt[i] for i in ids)
+            out["rule"].append("name" if len(ids) == 1 or (exact == 1 and norm in spelt[fit[0]]) else "ambiguous")
             continue
         head = next((h for h in heads.get(ident, []) if fits(ns, m, h["schemes"], h["mbids"])), None)
         if head is None:
@@ -104,7 +116,7 @@ def resolve(known: pl.DataFrame, new: pl.DataFrame, keep_apart: frozenset = froz
             continue
         head["schemes"].add(ns)
         out["key"].append(key), out["id"].append(None), out["to_key"].append(head["key"]), out["rule"].append("name")
-    return pl.DataFrame(out, schema={"key": pl.String, "id": pl.Int64, "to_key": pl.String, "rule": pl.String})
+    return pl.DataFrame(out, schema=_NONE.schema)
 
 
 def known_artists(artists: pl.DataFrame, aliases: pl.DataFrame) -> pl.DataFrame:
@@ -112,19 +124,20 @@ def known_artists(artists: pl.DataFrame, aliases: pl.DataFrame) -> pl.DataFrame:
     a = aliases.filter(pl.col("entity") == "artist")
     rows = pl.concat([artists.select("key", "source_id", "name", id="artist_id"),
                       a.select("key", "source_id", "name", "id")])
-    return _with_idents(rows, identity_key).select("id", "key", "ident", "mbid")
+    return _with_idents(rows, identity_key).select("id", "key", "ident", "mbid", "norm")
 
 
 def _with_idents(rows: pl.DataFrame, fn) -> pl.DataFrame:
     mbids = [_mbid(k, s) for k, s in zip(rows["key"].to_list(), rows["source_id"].to_list())]
-    return rows.with_columns(ident=_idents(rows["name"], fn), mbid=pl.Series(mbids, dtype=pl.String))
+    return rows.with_columns(ident=_idents(rows["name"], fn), mbid=pl.Series(mbids, dtype=pl.String),
+                             norm=_idents(rows["name"], normalise))
 
 
 def new_artists(incoming: pl.DataFrame, lookup: pl.DataFrame) -> pl.DataFrame:
     """``{key, ident, mbid}`` of incoming artist keys (``key, source_id, name``) not in ``lookup``
     (``key``), in key order (the order new ids are given in)."""
     fresh = incoming.join(lookup.select("key"), on="key", how="anti").filter(pl.col("key").is_not_null()).sort("key")
-    return _with_idents(fresh, identity_key).select("key", "ident", "mbid")
+    return _with_idents(fresh, identity_key).select("key", "ident", "mbid", "norm")
 
 
 def known_tracks(tracks: pl.DataFrame, aliases: pl.DataFrame, artist_ids: pl.Series) -> pl.DataFrame:
@@ -135,14 +148,14 @@ def known_tracks(tracks: pl.DataFrame, aliases: pl.DataFrame, artist_ids: pl.Ser
                                                          left_on="id", right_on="track_id", how="inner")
     rows = pl.concat([t.select("key", "source_id", "name", "artist_id", id="track_id"),
                       a.select("key", "source_id", "name", "artist_id", "id")])
-    return _track_idents(rows).select("id", "key", "ident", "mbid")
+    return _track_idents(rows).select("id", "key", "ident", "mbid", "norm")
 
 
 def new_tracks(incoming: pl.DataFrame, lookup: pl.DataFrame) -> pl.DataFrame:
     """``{key, ident, mbid}`` of incoming tracks (``key, source_id, name, artist_id``) not in
     ``lookup``, in key order."""
     fresh = incoming.join(lookup.select("key"), on="key", how="anti").filter(pl.col("key").is_not_null()).sort("key")
-    return _track_idents(fresh).select("key", "ident", "mbid")
+    return _track_idents(fresh).select("key", "ident", "mbid", "norm")
 
 
 def _track_idents(rows: pl.DataFrame) -> pl.DataFrame:
@@ -150,7 +163,8 @@ def _track_idents(rows: pl.DataFrame) -> pl.DataFrame:
               for n, a in zip(rows["name"].to_list(), rows["artist_id"].to_list())]
     idents = [f"{a}|{t}" if t else "" for a, t in zip(rows["artist_id"].to_list(), titles)]
     mbids = [_mbid(k, s) for k, s in zip(rows["key"].to_list(), rows["source_id"].to_list())]
-    return rows.with_columns(ident=pl.Series(idents, dtype=pl.String), mbid=pl.Series(mbids, dtype=pl.String))
+    return rows.with_columns(ident=pl.Series(idents, dtype=pl.String), mbid=pl.Series(mbids, dtype=pl.String),
+                             norm=_idents(rows["name"], normalise))
 
 
 def alias_rows(entity: str, matches: pl.DataFrame, incoming: pl.DataFrame, ids: pl.DataFrame,
@@ -183,27 +197,30 @@ def commit_entities(store, inc, keep_apart: frozenset = frozenset()) -> tuple[di
     the match counts of the keys resolved (``{"artists by name": n, ...}``).
     """
     from musicrec.store import writer
-    from musicrec.store.merge import _ids
+    from musicrec.store.merge import _first_non_null, _ids
 
     users, n_users = writer.commit_entities(store, "users", lambda: inc.users.frame().lazy())
     aliases = store.table("aliases")
     art_in = inc.artists.frame()
     stored = store.table("artists")
-    found = resolve(known_artists(stored, aliases), new_artists(art_in, lookup(stored, aliases, "artist", "artist_id")),
-                    keep_apart)
+    fresh = new_artists(art_in, lookup(stored, aliases, "artist", "artist_id"))
+    # names are compared only when something is new (a re-ingest reads no name)
+    found = resolve(known_artists(stored, aliases), fresh, keep_apart) if fresh.height else _NONE
+    # keys that are aliases (of before, or found now) are not entities of their own
+    aliased = pl.concat([aliases.filter(pl.col("entity") == "artist").select("key"), found.select("key")])
     artists, n_artists = writer.commit_entities(
-        store, "artists", lambda: art_in.join(found.select("key"), on="key", how="anti").lazy())
+        store, "artists", lambda: art_in.join(aliased, on="key", how="anti").lazy())
     new_aliases = [alias_rows("artist", found, art_in, artists, "artist_id")]
     art_look = lookup(artists, pl.concat([aliases, new_aliases[0]]), "artist", "artist_id")
 
-    tr_in = _ids(inc.tracks_in(), "artist_key", art_look, "artist_id", "artist_id").select(
-        "key", "source_id", "artist_id", "name", "duration_ms").collect()
-    tr_in = first_per_key_frame(tr_in)
+    tr_in = _first_non_null(_ids(inc.tracks_in(), "artist_key", art_look, "artist_id", "artist_id").select(
+        "key", "source_id", "artist_id", "name", "duration_ms"), "key").collect()
     stored = store.table("tracks")
     fresh = new_tracks(tr_in, lookup(stored, aliases, "track", "track_id"))
-    found = resolve(known_tracks(stored, aliases, tr_in["artist_id"]), fresh) if fresh.height else found.clear()
+    found = resolve(known_tracks(stored, aliases, tr_in["artist_id"]), fresh) if fresh.height else _NONE
+    aliased = pl.concat([aliases.filter(pl.col("entity") == "track").select("key"), found.select("key")])
     tracks, n_tracks = writer.commit_entities(
-        store, "tracks", lambda: tr_in.join(found.select("key"), on="key", how="anti").lazy())
+        store, "tracks", lambda: tr_in.join(aliased, on="key", how="anti").lazy())
     new_aliases.append(alias_rows("track", found, tr_in, tracks, "track_id"))
     added = pl.concat(new_aliases)
     if added.height:
@@ -215,9 +232,3 @@ def commit_entities(store, inc, keep_apart: frozenset = frozenset()) -> tuple[di
                "tracks": lookup(tracks, aliases, "track", "track_id")}
     return tables, lookups, match_counts(added)
 
-
-def first_per_key_frame(df: pl.DataFrame) -> pl.DataFrame:
-    """One row per key, the first non-null value of each column (input order kept)."""
-    others = [c for c in df.columns if c != "key"]
-    return (df.filter(pl.col("key").is_not_null())
-            .group_by("key", maintain_order=True).agg([pl.col(c).drop_nulls().first() for c in others]))
