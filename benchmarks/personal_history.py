@@ -149,7 +149,7 @@ def main(argv=None) -> int:
     text += [f"| {m} | {n} | {mean:.2f} / 10 | {mn} | {a} / {na} | {pm:,} / {px:,} | {sm:.2f} / {sx:.2f} |"
              for m, n, mean, mn, a, na, pm, px, sm, sx in rows]
     text += ["", f"One artist across sources: 10 HetRec listeners' 30 most played artists as a ListenBrainz export "
-             f"({with_mbid} of {checked} plays carry a MusicBrainz id from the Last.fm-1K sample; the rest names only) "
+             f"({with_mbid} of the {checked} carry a MusicBrainz id from the Last.fm-1K sample; the rest names only) "
              f"and as a Spotify export, each ingested with `--user` into the HetRec store: **{same} of {checked}** "
              f"artists landed on their HetRec artist id from both exports. Match counts printed by the ingests, "
              f"first listener: {printed[0]} (ListenBrainz), {printed[1]} (Spotify)."]

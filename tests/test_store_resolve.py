@@ -35,7 +35,7 @@ def test_resolve_rules():
                     (3, "hetrec:3", "abba", None), (4, "hetrec:4", "genesis", None), (5, "hetrec:5", "genesis", None),
                     (6, "hetrec:6", "beyonce", None), (7, "hetrec:7", "beyonce", None)],
                    {"id": pl.Int64, "key": pl.String, "ident": pl.String, "mbid": pl.String})
-    known = known.with_columns(norm=pl.col("ident"))
+    known = known.with_columns(norm=pl.col("ident"), name=pl.col("ident"))
     new = _frame([("mbid:" + RADIOHEAD, "radiohead", RADIOHEAD),       # same MBID: mbid rule
                   ("name:abba", "abba", None),                           # same name: name rule
                   ("mbid:" + NIRVANA_UK, "nirvana", NIRVANA_UK),         # a different MBID: kept apart
@@ -47,7 +47,7 @@ def test_resolve_rules():
                   ("x:1", "kent", None), ("x:2", "kent", None),          # (also among new keys)
                   ("name:kent", "kent", None)],                          # a spelling joins the first
                  {"key": pl.String, "ident": pl.String, "mbid": pl.String})
-    new = new.with_columns(norm=pl.col("ident"))
+    new = new.with_columns(norm=pl.col("ident"), name=pl.col("ident"))
     got = {r["key"]: (r["id"], r["to_key"], r["rule"]) for r in resolve(known, new).iter_rows(named=True)}
     assert got == {"mbid:" + RADIOHEAD: (1, None, "mbid"), "name:abba": (3, None, "name"),
                    "name:genesis": (4, None, "ambiguous"), "x:sigur ros": (None, "name:sigur rós", "name"),
@@ -55,11 +55,16 @@ def test_resolve_rules():
     kept = resolve(known, new, keep_apart=frozenset({"abba"}))
     assert "name:abba" not in kept["key"].to_list()
     # of two stored artists with one identity key, the one spelt the same (but for case) is taken
-    gaga = _frame([(1, "hetrec:1", "lady gaga", None, "lady gaga feat beyonce"), (2, "hetrec:2", "lady gaga", None, "lady gaga")],
-                  {"id": pl.Int64, "key": pl.String, "ident": pl.String, "mbid": pl.String, "norm": pl.String})
-    one = _frame([("mbid:x", "lady gaga", None, "lady gaga")],
-                 {"key": pl.String, "ident": pl.String, "mbid": pl.String, "norm": pl.String})
+    cols = {"ident": pl.String, "mbid": pl.String, "norm": pl.String, "name": pl.String}
+    gaga = _frame([(1, "hetrec:1", "lady gaga", None, "lady gaga feat beyonce", "Lady Gaga feat Beyoncé"),
+                   (2, "hetrec:2", "lady gaga", None, "lady gaga", "Lady Gaga")], {"id": pl.Int64, "key": pl.String, **cols})
+    one = _frame([("mbid:x", "lady gaga", None, "lady gaga", "LADY GAGA")], {"key": pl.String, **cols})
     assert resolve(gaga, one).rows() == [("mbid:x", 2, None, "name")]
+    # HetRec's N.E.R.D. and N*E*R*D fold to one spelling: the very name decides
+    nerd = _frame([(3, "hetrec:3", "n e r d", None, "n e r d", "N.E.R.D."), (9, "hetrec:9", "n e r d", None, "n e r d", "N*E*R*D")],
+                  {"id": pl.Int64, "key": pl.String, **cols})
+    one = _frame([("name:n*e*r*d", "n e r d", None, "n e r d", "N*E*R*D")], {"key": pl.String, **cols})
+    assert resolve(nerd, one).rows() == [("name:n*e*r*d", 9, None, "name")]
 
 
 def _csv(path, rows, header="user,artist,track,timestamp"):

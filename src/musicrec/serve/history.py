@@ -86,26 +86,39 @@ def read_plays(path, source: str | None = None) -> tuple[pl.DataFrame, str]:
 def match(plays: pl.DataFrame, catalogue: pl.DataFrame, item_level: str, popularity: np.ndarray,
           source: str = "") -> History:
     """Match ``plays`` (see :func:`read_plays`) to ``catalogue`` (a model's items.parquet rows in
-    index order: ``source_id``, ``name``, ``artist_name``). A name several catalogue items share
-    goes to the most played of them."""
+    index order: ``source_id``, ``name``, ``artist_name``): by MusicBrainz id, else the very name,
+    else the identity key; a name several catalogue items share goes to the most played of them."""
     order = np.argsort(-np.asarray(popularity), kind="stable")
     names, artists = catalogue["name"].to_list(), catalogue["artist_name"].to_list()
-    by_key: dict[str, int] = {}
+
+    def key_of(artist, title, exact: bool):
+        if item_level == "artist":
+            return (artist or "") if exact else identity_key(artist)
+        return (artist or "", title or "") if exact else (track_identity_key(artist, title) if title else "")
+
+    # the very name first (HetRec has "N.E.R.D." and "N*E*R*D"), then the identity key, most played first
+    by_key: dict = {}
     for i in order.tolist():
-        key = identity_key(names[i]) if item_level == "artist" else track_identity_key(artists[i], names[i])
-        if key:
-            by_key.setdefault(key, i)
+        for exact in (True, False):
+            key = key_of(artists[i] if item_level == "track" else names[i], names[i], exact)
+            if key:
+                by_key.setdefault((exact, key), i)
     by_mbid = {s: i for i, s in enumerate(catalogue["source_id"].to_list()) if s and len(s) == 36}
+    a_col, t_col = plays["artist"].to_list(), plays["track"].to_list()
+    mbids = plays["artist_mbid"].to_list() if item_level == "artist" else [None] * plays.height
+    seen: dict = {}         # an export repeats its artists: each distinct one is looked up once
+
+    def find(a, t, m) -> int:
+        if (a, t, m) not in seen:
+            seen[a, t, m] = by_mbid[m] if m in by_mbid else by_key.get(
+                (True, key_of(a, t, True)), by_key.get((False, key_of(a, t, False)), -1))
+        return seen[a, t, m]
+
+    idx = np.array([find(a, t, m) for a, t, m in zip(a_col, t_col, mbids)], dtype=np.int64)
     if item_level == "artist":
-        keys = [identity_key(a) if a else "" for a in plays["artist"].to_list()]
         shown = plays["artist"].fill_null("(no artist)").to_list()
-        mbids = plays["artist_mbid"].to_list()
     else:
-        keys = [track_identity_key(a, t) if t else "" for a, t in zip(plays["artist"].to_list(), plays["track"].to_list())]
         shown = [f"{a} - {t}" for a, t in zip(plays["artist"].fill_null("?").to_list(), plays["track"].fill_null("?").to_list())]
-        mbids = [None] * plays.height
-    idx = np.array([by_mbid.get(m, by_key.get(k, -1)) if m else by_key.get(k, -1) for k, m in zip(keys, mbids)],
-                   dtype=np.int64)
     counts = plays["play_count"].fill_null(1).to_numpy().astype(np.int64)
     order = np.argsort(plays["timestamp"].to_physical().fill_null(np.iinfo(np.int64).min).to_numpy(), kind="stable")
     idx, counts, shown = idx[order], counts[order], [shown[i] for i in order]

@@ -61,10 +61,12 @@ def resolve(known: pl.DataFrame, new: pl.DataFrame, keep_apart: frozenset = froz
 
     Parameters
     ----------
-    known : DataFrame ``{id, key, ident, mbid, norm}``, one row per stored key (entity rows and
-        aliases); ``norm`` is the name with only case, accents and punctuation folded
-        (``names.normalise``), to prefer among several entities of one identity key
-    new : DataFrame ``{key, ident, mbid, norm}``: keys the store has not seen, in the order ids are given
+    known : DataFrame ``{id, key, ident, mbid, norm, name}``, one row per stored key (entity rows
+        and aliases); ``norm`` is the name with only case, accents and punctuation folded
+        (``names.normalise``): among several entities of one identity key the one with the very
+        name is taken, else the one with the same ``norm``, else the lowest id
+    new : DataFrame ``{key, ident, mbid, norm, name}``: keys the store has not seen, in the order ids
+        are given
     keep_apart : identity keys never merged by name (a user's correction)
 
     Returns
@@ -77,9 +79,10 @@ def resolve(known: pl.DataFrame, new: pl.DataFrame, keep_apart: frozenset = froz
     """
     out = {"key": [], "id": [], "to_key": [], "rule": []}
     by_mbid, groups, schemes, mbids = {}, {}, {}, {}
-    spelt = {}                              # id -> its names, only case and accents folded
-    for i, key, ident, m, norm in known.select("id", "key", "ident", "mbid", "norm").iter_rows():
+    spelt, named = {}, {}                   # id -> its names with case and accents folded / as written
+    for i, key, ident, m, norm, name in known.select("id", "key", "ident", "mbid", "norm", "name").iter_rows():
         spelt.setdefault(i, set()).add(norm)
+        named.setdefault(i, set()).add(name)
         if m:
             by_mbid.setdefault(m, i)
             mbids.setdefault(i, set()).add(m)
@@ -91,7 +94,7 @@ def resolve(known: pl.DataFrame, new: pl.DataFrame, keep_apart: frozenset = froz
     def fits(ns: str, m: str | None, their_schemes: set, their_mbids: set) -> bool:
         return (ns == "name" or ns not in their_schemes) and not (m and their_mbids and m not in their_mbids)
 
-    for key, ident, m, norm in new.select("key", "ident", "mbid", "norm").iter_rows():
+    for key, ident, m, norm, name in new.select("key", "ident", "mbid", "norm", "name").iter_rows():
         ns = _namespace(key)
         if m and m in by_mbid:
             i = by_mbid[m]
@@ -100,15 +103,15 @@ def resolve(known: pl.DataFrame, new: pl.DataFrame, keep_apart: frozenset = froz
         if not ident or ident in keep_apart:
             continue
         ids = sorted(groups.get(ident, ()))
-        # of several, the one spelt the same but for case and accents ("Lady Gaga", not "Lady Gaga feat
-        # Beyoncé"), then the lowest id
+        # of several, the one named exactly so, else spelt the same but for case and accents ("Lady
+        # Gaga", not "Lady Gaga feat Beyoncé"), then the lowest id
         fit = sorted((i for i in ids if fits(ns, m, schemes[i], mbids.get(i, set()))),
-                     key=lambda i: (norm not in spelt[i], i))
+                     key=lambda i: (name not in named[i], norm not in spelt[i], i))
         if fit:
             schemes[fit[0]].add(ns)
             out["key"].append(key), out["id"].append(fit[0]), out["to_key"].append(None)
-            exact = sum(norm in spelt[i] for i in ids)
-            out["rule"].append("name" if len(ids) == 1 or (exact == 1 and norm in spelt[fit[0]]) else "ambiguous")
+            same = [i for i in ids if name in named[i]] or [i for i in ids if norm in spelt[i]]
+            out["rule"].append("name" if len(ids) == 1 or same == [fit[0]] else "ambiguous")
             continue
         head = next((h for h in heads.get(ident, []) if fits(ns, m, h["schemes"], h["mbids"])), None)
         if head is None:
@@ -124,7 +127,7 @@ def known_artists(artists: pl.DataFrame, aliases: pl.DataFrame) -> pl.DataFrame:
     a = aliases.filter(pl.col("entity") == "artist")
     rows = pl.concat([artists.select("key", "source_id", "name", id="artist_id"),
                       a.select("key", "source_id", "name", "id")])
-    return _with_idents(rows, identity_key).select("id", "key", "ident", "mbid", "norm")
+    return _with_idents(rows, identity_key).select("id", "key", "ident", "mbid", "norm", "name")
 
 
 def _with_idents(rows: pl.DataFrame, fn) -> pl.DataFrame:
@@ -137,7 +140,7 @@ def new_artists(incoming: pl.DataFrame, lookup: pl.DataFrame) -> pl.DataFrame:
     """``{key, ident, mbid}`` of incoming artist keys (``key, source_id, name``) not in ``lookup``
     (``key``), in key order (the order new ids are given in)."""
     fresh = incoming.join(lookup.select("key"), on="key", how="anti").filter(pl.col("key").is_not_null()).sort("key")
-    return _with_idents(fresh, identity_key).select("key", "ident", "mbid", "norm")
+    return _with_idents(fresh, identity_key).select("key", "ident", "mbid", "norm", "name")
 
 
 def known_tracks(tracks: pl.DataFrame, aliases: pl.DataFrame, artist_ids: pl.Series) -> pl.DataFrame:
@@ -148,14 +151,14 @@ def known_tracks(tracks: pl.DataFrame, aliases: pl.DataFrame, artist_ids: pl.Ser
                                                          left_on="id", right_on="track_id", how="inner")
     rows = pl.concat([t.select("key", "source_id", "name", "artist_id", id="track_id"),
                       a.select("key", "source_id", "name", "artist_id", "id")])
-    return _track_idents(rows).select("id", "key", "ident", "mbid", "norm")
+    return _track_idents(rows).select("id", "key", "ident", "mbid", "norm", "name")
 
 
 def new_tracks(incoming: pl.DataFrame, lookup: pl.DataFrame) -> pl.DataFrame:
     """``{key, ident, mbid}`` of incoming tracks (``key, source_id, name, artist_id``) not in
     ``lookup``, in key order."""
     fresh = incoming.join(lookup.select("key"), on="key", how="anti").filter(pl.col("key").is_not_null()).sort("key")
-    return _track_idents(fresh).select("key", "ident", "mbid", "norm")
+    return _track_idents(fresh).select("key", "ident", "mbid", "norm", "name")
 
 
 def _track_idents(rows: pl.DataFrame) -> pl.DataFrame:
