@@ -34,7 +34,7 @@ from musicrec.serve.app import create_app
 EXAMPLES = 50       # per operation and generation mode: about 30 s in all on two cores
 OPERATIONS = ["GET /health", "GET /metrics", "GET /v1/users/{user_id}/recommendations", "POST /v1/recommendations",
               "GET /v1/items/{item_id}/similar", "GET /v1/search", "POST /v1/users/{user_id}/events",
-              "POST /admin/reload"]
+              "POST /admin/reload", "POST /v1/history/recommendations"]
 NO_PARAMETERS = {"GET /health", "GET /metrics"}      # nothing to violate: negative generation is impossible
 
 

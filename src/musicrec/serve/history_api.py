@@ -62,7 +62,11 @@ def add_route(api, holder, cards_model, err) -> None:
         items: list[cards_model]
         history: HistorySummary
 
-    @api.post(PATH, response_model=HistoryRecommendations, tags=["recommend"], responses=err(404, 413, 422))
+    body_doc = {"requestBody": {"required": True, "description": "the export file itself, zipped or not",
+                                "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}}
+
+    @api.post(PATH, response_model=HistoryRecommendations, tags=["recommend"], responses=err(413, 422),
+              openapi_extra=body_doc)
     async def history_recommendations(request: Request, k: Annotated[int, Query(ge=1, le=1000)] = 10,
                                       format: Annotated[str | None, Query(description=", ".join(FORMATS))] = None):
         """Recommendations for an uploaded export (the request body is the file, zipped or not)."""
