@@ -100,14 +100,17 @@ def test_health_answers_while_many_misspelled_names_are_resolved(ease_dir):
                 assert health.get("/health").status_code == 200
                 waits.append(time.perf_counter() - t)
                 time.sleep(0.01)
+            took = time.monotonic() - started
             poster.join(timeout=120)
         assert answer["resp"].status_code == 200, answer["resp"].text
-        # the worker thread holds the GIL in 5 ms slices, so a rare check waits a few slices more: the
-        # bound is on the 90th percentile, with a loose cap (on the event loop one check waits ~1 s)
+        # the worker thread holds the GIL in 5 ms slices, so a rare check waits a few slices more (once
+        # 527 ms on a shared 2-core CI machine): the bound is on the 90th percentile; on the event loop
+        # the heavy request would hold every check for its whole duration, which the cap rules out
         waits.sort()
         p90 = waits[int(0.9 * (len(waits) - 1))]
-        assert len(waits) >= 5 and p90 < 0.1 and waits[-1] < 0.3, \
-            f"/health took {p90 * 1000:.0f} ms (90th percentile), up to {waits[-1] * 1000:.0f} ms ({len(waits)} checks)"
+        assert len(waits) >= 5 and p90 < 0.1 and waits[-1] < 0.75 * took, \
+            (f"/health took {p90 * 1000:.0f} ms (90th percentile), up to {waits[-1] * 1000:.0f} ms ({len(waits)} "
+             f"checks during a {took * 1000:.0f} ms request)")
     finally:
         server.should_exit = True
         runner.join(timeout=30)
