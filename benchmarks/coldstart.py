@@ -50,9 +50,6 @@ class TagProfileKNN(Recommender):
     def __init__(self):
         pass
 
-    def set_item_content(self, matrix):
-        self.content_ = sp.csr_matrix(matrix, dtype=np.float32)
-
     def _fit(self, train):
         if not hasattr(self, "content_"):
             raise MusicrecError(f"{self.name}: needs item content (a split with item tags)")
@@ -74,17 +71,12 @@ def run(name, split, params, ks=(10, 20)):
 def run_with_content(name, split, params, content, ks=(10, 20)):
     """Like ``fit_model`` + ``evaluate``, with the given item content instead of the split's tags."""
     from musicrec.features.interactions import Interactions
-    from musicrec.models.neural import NeuralRecommender
     from musicrec.train.fit import catalogue, validation_fn
 
     model = MODELS[name](**params)
-    model.set_item_content(content)
     train = Interactions.from_frame(split.train, items=catalogue(split, split.train))
     start = time.perf_counter()
-    if isinstance(model, NeuralRecommender):
-        model.fit(train, valid=validation_fn(split, "ndcg@10"))
-    else:
-        model.fit(train)
+    model.fit(train, valid=validation_fn(split, "ndcg@10"), content=content)
     fit_s = time.perf_counter() - start
     return evaluate(model, split, ks=ks, fit_s=fit_s), fit_s
 

@@ -80,7 +80,7 @@ def main(argv=None) -> int:
     right = exact + sum(v in ("same", "credit") for v in judged)
     strict = exact + sum(v == "same" for v in judged)
     total = sum(r[2] for r in rows)
-    text = [f"# Entity resolution on real overlaps\n",
+    text = ["# Entity resolution on real overlaps\n",
             f"`python benchmarks/entity_resolution.py`, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
             f"{time.perf_counter() - t0:.0f} s. HetRec 2011 Last.fm 2K ingested first, then each source below into "
             f"the same store.\n",

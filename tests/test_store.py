@@ -1,10 +1,8 @@
 """The canonical Parquet store: stable ids, idempotent merges, names, rejects, manifest."""
 
 import datetime as dt
-import json
 import os
 import time
-import uuid
 
 import duckdb
 import fsspec

@@ -6,7 +6,6 @@ import os
 import shutil
 import uuid
 
-import fsspec
 import numpy as np
 import polars as pl
 import pytest

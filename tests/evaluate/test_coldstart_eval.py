@@ -4,7 +4,6 @@ import os
 
 import numpy as np
 import pytest
-import scipy.sparse as sp
 
 from musicrec import MusicrecError
 from musicrec.evaluate.protocols import evaluate
@@ -22,9 +21,6 @@ class TagProfileKNN(Recommender):
 
     def __init__(self):
         pass
-
-    def set_item_content(self, matrix):
-        self.content_ = sp.csr_matrix(matrix, dtype=np.float32)
 
     def _fit(self, train):
         if not hasattr(self, "content_"):

@@ -99,6 +99,37 @@ def test_fit_returns_self_and_leaves_the_data_alone(name, synthetic):
     np.testing.assert_array_equal(hist.matrix.data, seen)
 
 
+FIT_KEYWORDS = ["valid", "content", "progress", "on_epoch", "checkpoint_dir", "resume"]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_one_fit_signature(name):
+    """Every model is fitted the same way: fit(train, *, valid, content, progress, ...)."""
+    params = inspect.signature(registry.model_class(name).fit).parameters
+    assert list(params)[:2 + len(FIT_KEYWORDS)] == ["self", "train", *FIT_KEYWORDS]
+    assert all(params[p].kind is inspect.Parameter.KEYWORD_ONLY for p in FIT_KEYWORDS)
+
+
+@pytest.mark.parametrize("name", MODEL_PARAMS)
+def test_fit_takes_every_keyword(name, synthetic):
+    """Deep models early-stop on ``valid`` and report each epoch; the others learn in one pass
+    and never call it; only content models keep the content."""
+    calls, epochs = [], []
+    params = {**FAST.get(name, {}), **({"epochs": 2} if name in DEEP else {})}
+    model = registry.create(name, **params).fit(
+        synthetic, valid=lambda m: calls.append(m) or 0.5, content=np.eye(N_ITEMS, 6),
+        on_epoch=lambda epoch, value: epochs.append(value))
+    if name in DEEP:
+        assert calls and all(m is model for m in calls) and epochs and set(epochs) == {0.5}
+    else:
+        assert calls == [] and epochs == []
+    assert hasattr(model, "content_") == model.uses_content
+    assert model.score(Histories.from_sequences([[1, 2]], N_ITEMS)).shape == (1, N_ITEMS)
+    if model.uses_content:
+        with pytest.raises(MusicrecError, match="content has 3 rows"):
+            registry.create(name, **params).fit(synthetic, content=np.eye(3, 6))
+
+
 @pytest.mark.parametrize("name", MODEL_PARAMS)
 def test_score_shape_and_dtype(name, fitted, synthetic):
     scores = fitted[name].score(synthetic.histories([0, 1, 60]))

@@ -1,7 +1,6 @@
 """Recommendations for a listener's own export (``serve.history``, ``recommend --history``, the
 upload route): the same answer as the model gives a listener it knows, from the same plays."""
 
-import io
 import json
 import os
 import zipfile

@@ -13,9 +13,10 @@ import inspect
 import math
 import os
 import sys
-from typing import ClassVar
+from typing import Callable, ClassVar
 
 import numpy as np
+import scipy.sparse as sp
 
 from musicrec import MusicrecError, __version__, fsio
 from musicrec.features.interactions import Histories, Interactions
@@ -94,6 +95,8 @@ class Recommender:
     name: ClassVar[str] = ""
     #: whether the model uses listening order (session models); informs CLI/docs only
     sequential: ClassVar[bool] = False
+    #: whether ``fit`` uses item content (``content=``); models without it ignore the argument
+    uses_content: ClassVar[bool] = False
 
     #: the hyperparameters, declared once: a frozen dataclass whose fields (name, default, type)
     #: become ``__init__``'s parameters, the model's own fields first, then those it inherits
@@ -169,12 +172,49 @@ class Recommender:
         return f"{type(self).__name__}({args})"
 
     # ------------------------------------------------------------ learning
-    def fit(self, train: Interactions) -> "Recommender":
-        """Learn from ``train``; returns self."""
+    def fit(self, train: Interactions, *, valid: Callable[["Recommender"], float] | None = None,
+            content=None, progress: bool = False,
+            on_epoch: Callable[[int, float | None], None] | None = None,
+            checkpoint_dir: str | None = None, resume: bool = False) -> "Recommender":
+        """Learn from ``train``; returns self. Every model takes these keywords, so callers
+        (training, tuning, benchmarks) fit any model the same way.
+
+        Parameters
+        ----------
+        train : Interactions
+        valid : callable(model) -> float, optional
+            Higher-is-better validation metric. Deep models early-stop on it (the best epoch's
+            weights are kept); the others learn in one pass and do not call it.
+        content : (I, F) sparse or dense matrix, optional
+            Item content over ``train``'s catalogue (tag vectors). Models with
+            ``uses_content`` learn from it; the others ignore it.
+        progress : bool
+            Progress bar on stderr (deep models).
+        on_epoch : callable(epoch, value), optional
+            Called by deep models after every epoch with the validation value (None without
+            ``valid``), e.g. to report to Optuna; an exception it raises propagates.
+        checkpoint_dir, resume
+            Deep models: write a resumable checkpoint there after every epoch, and continue
+            from it (see ``models.trainer``).
+        """
         if train.n_items == 0 or train.matrix.nnz == 0:
             raise MusicrecError(f"{self.name}: cannot fit on empty training data")
+        if content is not None and self.uses_content:
+            if content.shape[0] != train.n_items:
+                raise MusicrecError(f"{self.name}: item content has {content.shape[0]} rows, "
+                                    f"the catalogue {train.n_items} items")
+            self.set_item_content(content)
         self.train_ = train
         self._fit(train)
+        return self
+
+    def set_item_content(self, matrix) -> "Recommender":
+        """Item content vectors, shape (I, F) over the catalogue ``fit`` will get (sparse or dense);
+        ``fit(content=...)`` calls it. Kept as ``content_`` (CSR, float32)."""
+        m = sp.csr_matrix(matrix, dtype=np.float32)
+        if not np.isfinite(m.data).all():
+            raise MusicrecError(f"{self.name}: item content has NaN or infinite values")
+        self.content_ = m
         return self
 
     def _fit(self, train: Interactions) -> None:

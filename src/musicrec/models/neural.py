@@ -53,31 +53,20 @@ class NeuralRecommender(Recommender):
     """Base of the PyTorch estimators. Subclasses implement ``_build_net``, ``_training_data``,
     ``_loss`` and ``score``."""
 
-    def fit(self, train: Interactions, valid: Callable[["Recommender"], float] | None = None,
-            checkpoint_dir: str | None = None, resume: bool = False, progress: bool = False,
+    def fit(self, train: Interactions, *, valid: Callable[["Recommender"], float] | None = None,
+            content=None, progress: bool = False,
             on_epoch: Callable[[int, float | None], None] | None = None,
+            checkpoint_dir: str | None = None, resume: bool = False,
             distill=None) -> "NeuralRecommender":
-        """Learn from ``train``; returns self.
+        """Learn from ``train``; returns self. The keywords are every model's (see
+        ``Recommender.fit``), plus:
 
-        Parameters
-        ----------
-        train : Interactions
-        valid : callable(model) -> float, optional
-            Higher-is-better validation metric; enables early stopping (the best epoch's
-            weights are kept).
-        checkpoint_dir : str, optional
-            Write a resumable checkpoint there after every epoch (see ``models.trainer``).
-        resume : bool
-            Continue from ``checkpoint_dir``'s checkpoint when one exists; it must come from the
-            same hyperparameters (``epochs`` and ``patience`` may differ) and training data.
-        progress : bool
-            Rich progress bar on stderr.
-        on_epoch : callable(epoch, value), optional
-            Called after every epoch with the validation value (None without ``valid``), e.g.
-            to report to Optuna; an exception it raises (``optuna.TrialPruned``) propagates.
         distill : models.compress.Distillation, optional
             Learn from a fitted teacher's soft targets as well as from the next items (knowledge
             distillation; sequence models only). See ``models.compress``.
+
+        ``resume`` needs a checkpoint from the same hyperparameters (``epochs`` and ``patience``
+        may differ) and training data.
         """
         if distill is not None:
             distill.check(self, train)
@@ -85,7 +74,7 @@ class NeuralRecommender(Recommender):
         self._checkpoint_dir, self._resume, self._progress = checkpoint_dir, resume, progress
         self._distill = distill
         try:
-            return super().fit(train)
+            return super().fit(train, content=content)
         finally:
             self._valid = self._on_epoch = self._checkpoint_dir = self._distill = None
             self._resume = self._progress = False

@@ -1,8 +1,8 @@
 """Two-tower retrieval model with a content path, for warm and cold-start items and users.
 
 Item tower: ``v_i = m_i * e_i + f(c_i)``, with ``e_i`` a learned id embedding, ``c_i`` the item's
-content vector (TF-IDF over cleaned listener tags, set by ``train.fit`` through
-``set_item_content``) and ``f`` a linear map or a one-hidden-layer MLP. ``m_i`` is 1 for items with
+content vector (TF-IDF over cleaned listener tags, given to ``fit`` as
+``content``) and ``f`` a linear map or a one-hidden-layer MLP. ``m_i`` is 1 for items with
 training plays and 0 otherwise, so an item nobody has played is placed by its content alone.
 While training, ``m_i`` is also zeroed at random (``id_dropout``) so the content path has to
 carry the score by itself; that is what lets it rank cold items.
@@ -16,7 +16,7 @@ pairs of the training matrix: the user's other items (each dropped with probabil
 against in-batch and popularity-sampled negatives (sampled softmax with the logQ correction,
 Yi et al., RecSys 2019).
 
-Without content (no ``set_item_content`` call, e.g. data without tags) the item tower is the id
+Without content (no ``content`` given, e.g. data without tags) the item tower is the id
 embedding alone.
 """
 
@@ -106,18 +106,10 @@ class TwoTower(NeuralRecommender):
     """Two-tower retrieval model (ids + tag content). Hyperparameters: see ``TwoTowerConfig``."""
 
     name = "two-tower"
-    #: ``train.fit`` hands content-aware models the items' tag vectors before fitting
+    #: ``fit(content=...)`` takes the items' tag vectors (``train.fit`` passes the split's)
     uses_content = True
 
     config = TwoTowerConfig
-
-    def set_item_content(self, matrix) -> "TwoTower":
-        """Item content vectors, shape (I, F) over the catalogue ``fit`` will get (sparse or dense)."""
-        m = sp.csr_matrix(matrix, dtype=np.float32)
-        if not np.isfinite(m.data).all():
-            raise MusicrecError(f"{self.name}: item content has NaN or infinite values")
-        self.content_ = m
-        return self
 
     @staticmethod
     def search_space(trial) -> dict:

@@ -46,10 +46,10 @@ def _why_empty(split: Split, part: str, events: pl.DataFrame, level: str, counts
     no_valid = {"user-holdout": "--valid-frac 0", "temporal": "--valid-frac 0", "leave-last-out": "--no-valid",
                 "session-lastday": "--no-valid"}.get(protocol)
     or_none = f", or make none with {no_valid}" if part == "valid" and no_valid else ""
-    personal = (f"; with one listener (a personal export) try --protocol leave-last-out --item artist (their "
-                f"last plays held out: listeners repeat), or ingest the export into a store with many listeners "
-                f"(e.g. HetRec) and split that, or skip training: `musicrec recommend MODEL --history EXPORT` "
-                f"uses a model that knows many listeners" if protocol != "leave-last-out" else
+    personal = ("; with one listener (a personal export) try --protocol leave-last-out --item artist (their "
+                "last plays held out: listeners repeat), or ingest the export into a store with many listeners "
+                "(e.g. HetRec) and split that, or skip training: `musicrec recommend MODEL --history EXPORT` "
+                "uses a model that knows many listeners" if protocol != "leave-last-out" else
                 "; listeners repeat artists more than tracks: try --item artist")
     if n_users == 1 and split.evaluation == "user":
         return (f"the store has 1 listener after cleaning, so no held-out {level} is in anyone's training plays; "

@@ -61,30 +61,22 @@ def fit_model(name: str, split: Split, params: dict | None = None, include_valid
               resume: bool = False, progress: bool = False) -> tuple[Recommender, float]:
     """Create ``name`` with ``params``, fit it on the split; returns (model, fit seconds).
 
-    Deep models (``NeuralRecommender``) trained on train only early-stop on ``metric`` over the
-    validation part; with ``include_valid`` they train for exactly ``epochs`` (set it to the best
-    epoch found by tuning). Models with ``uses_content = True`` get the items' tag vectors
-    (:func:`item_content`) through ``set_item_content`` before fitting.
+    Every model gets the same ``fit`` call: deep models trained on train only early-stop on
+    ``metric`` over the validation part (with ``include_valid`` they train for exactly
+    ``epochs``: set it to the best epoch found by tuning); models with ``uses_content`` get the
+    items' tag vectors (:func:`item_content`).
     """
-    from musicrec.models.neural import NeuralRecommender
-
     events = training_events(split, include_valid)
     if events.height == 0:
         raise MusicrecError("the split has no training rows")
     train = Interactions.from_frame(events, items=catalogue(split, events))
     model = create(name, **(params or {}))
     start = time.perf_counter()
-    if getattr(model, "uses_content", False):
-        content = item_content(split, train.items)
-        if content is not None:
-            model.set_item_content(content)
-    if isinstance(model, NeuralRecommender):
-        has_valid = split.valid is not None and split.valid.height > 0
-        valid = validation_fn(split, metric or default_metric(split)) if has_valid and not include_valid else None
-        model.fit(train, valid=valid, checkpoint_dir=checkpoint_dir, resume=resume, progress=progress,
-                  on_epoch=on_epoch)
-    else:
-        model.fit(train)
+    content = item_content(split, train.items) if model.uses_content else None
+    has_valid = split.valid is not None and split.valid.height > 0
+    valid = validation_fn(split, metric or default_metric(split)) if has_valid and not include_valid else None
+    model.fit(train, valid=valid, content=content, checkpoint_dir=checkpoint_dir, resume=resume,
+              progress=progress, on_epoch=on_epoch)
     return model, time.perf_counter() - start
 
 
