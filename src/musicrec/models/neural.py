@@ -23,30 +23,16 @@ the ones that score.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 from typing import Callable, ClassVar
 
 import numpy as np
 
 from musicrec.features.interactions import Histories, Interactions
 from musicrec.models.base import Recommender
-from musicrec.models.trainer import Trainer, TrainerConfig, pick_device, seed_everything
+from musicrec.models.trainer import Trainer, TrainerConfig, TrainingConfig, pick_device, seed_everything
 
 LOSSES = ("ce", "sampled", "bpr")
 NORMS = ("layer", "batch", "none")
-
-
-@dataclass(frozen=True)
-class TrainingConfig:
-    """Optimisation settings shared by every deep model (see ``models.trainer.TrainerConfig``)."""
-
-    epochs: int = 20              # maximum epochs; early stopping on validation when given
-    batch_size: int = 128         # training examples per step
-    learning_rate: float = 1e-3   # AdamW step size
-    weight_decay: float = 0.0     # AdamW weight decay
-    patience: int = 3             # epochs without validation improvement before stopping
-    seed: int = 0                 # parameter init, shuffling and negative sampling
-    device: str = "auto"          # "auto", "cpu" or "cuda"
 
 
 class NeuralRecommender(Recommender):

@@ -65,15 +65,23 @@ from musicrec.models.checkpoint import Run
 AMP_DTYPES = ("auto", "bfloat16", "float16")
 
 
-@dataclass
-class TrainerConfig:
-    epochs: int = 20                 # maximum number of passes over the training examples
-    batch_size: int = 128            # examples per optimiser step
-    learning_rate: float = 1e-3      # AdamW step size
-    weight_decay: float = 0.0        # AdamW decoupled weight decay
-    patience: int = 3                # epochs without validation improvement before stopping
-    seed: int = 0                    # seeds the shuffling (init and sampling are seeded by the caller)
-    device: str = "auto"             # "auto" (CUDA when present, else CPU), "cpu", "cuda"
+@dataclass(frozen=True)
+class TrainingConfig:
+    """Optimisation settings every deep model has as hyperparameters (its config inherits them)."""
+
+    epochs: int = 20              # maximum epochs; early stopping on validation when given
+    batch_size: int = 128         # training examples per optimiser step
+    learning_rate: float = 1e-3   # AdamW step size
+    weight_decay: float = 0.0     # AdamW decoupled weight decay
+    patience: int = 3             # epochs without validation improvement before stopping
+    seed: int = 0                 # parameter init, shuffling and negative sampling
+    device: str = "auto"          # "auto" (CUDA when present, else CPU), "cpu", "cuda"
+
+
+@dataclass(frozen=True)
+class TrainerConfig(TrainingConfig):
+    """A training run: the model's ``TrainingConfig`` plus how this run goes."""
+
     grad_clip: float = 5.0           # max global gradient norm (0 = off)
     progress: bool = False           # Rich progress bar (stderr) with epoch, loss and throughput
     amp: bool = True                 # mixed precision on CUDA (autocast); ignored on CPU
