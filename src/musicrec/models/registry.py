@@ -26,6 +26,7 @@ _WHERE = {
     "gru4rec": "gru4rec:GRU4Rec",
     "multvae": "multvae:MultVAE",
     "two-tower": "two_tower:TwoTower",
+    "ranker": "ranker:Ranker",
 }
 
 

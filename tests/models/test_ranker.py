@@ -1,0 +1,100 @@
+"""The two-stage ranker: how it carves its learning data, what it learns, and its errors."""
+
+import os
+
+import numpy as np
+import pytest
+from models_synthetic import GROUP_A, GROUP_B, N_ITEMS, N_USERS, next_in_group, tiny_interactions
+
+from musicrec import MusicrecError
+from musicrec.features.interactions import Histories
+from musicrec.models.ranker import _carve_sessions, _carve_users
+from musicrec.models.registry import create, load_model
+
+SMALL = {"n_candidates": 20, "n_trees": 50, "min_child_samples": 5}
+
+
+def test_carved_sessions_are_the_latest_and_leave_the_rest(synthetic):
+    rest, queries, answers = _carve_sessions(synthetic, 0.1, 10_000, seed=0)
+    n_carved = round(0.1 * synthetic.n_sessions)
+    latest = np.argsort(synthetic.session_time)[-n_carved:]
+    lengths = np.diff(synthetic.session_indptr)
+    # every prefix of every carved session is a query whose answer is the next item
+    assert len(queries) == len(answers) == int((lengths[latest] - 1).sum())
+    for seq, answer in zip(queries.sequences, answers):
+        assert answer.tolist() == [next_in_group(int(seq[-1]))] or seq[-1] >= 40 or len(seq) == 1
+    assert rest.n_sessions == synthetic.n_sessions - n_carved
+    assert rest.matrix.sum() == synthetic.session_items.size - lengths[latest].sum()
+    assert rest.n_items == synthetic.n_items and (rest.items.ids == synthetic.items.ids).all()
+    # a cap on queries samples them
+    assert len(_carve_sessions(synthetic, 0.1, 30, seed=0)[1]) == 30
+
+
+def test_carved_items_leave_the_listeners_history(synthetic):
+    rest, queries, answers = _carve_users(synthetic, 0.3, 10_000, seed=0)
+    assert rest.n_users == synthetic.n_users and len(queries) == len(answers) == N_USERS
+    dense, kept = synthetic.matrix.toarray(), rest.matrix.toarray()
+    for u, items in zip(queries.users, answers):
+        assert len(items) == int(np.floor(0.3 * (dense[u] > 0).sum()))
+        assert (kept[u, items] == 0).all() and (dense[u, items] > 0).all()
+        assert (queries.matrix[list(queries.users).index(u)].toarray()[0, items] == 0).all()
+    assert kept.sum() + sum(dense[u, a].sum() for u, a in zip(queries.users, answers)) == pytest.approx(dense.sum())
+
+
+def test_listeners_with_few_items_are_not_carved():
+    train = tiny_interactions([[0, 1, 2], [3, 4, 5, 6, 7, 8]], users=[0, 1])
+    rest, queries, answers = _carve_users(train, 0.2, 100, seed=0)
+    assert queries.users.tolist() == [1] and len(answers[0]) == 1
+    assert rest.matrix[0].nnz == 3
+
+
+def test_user_task_learns_the_listeners_taste(synthetic):
+    model = create("ranker", task="user", holdout=0.3, candidates="itemknn,most-popular", **SMALL).fit(synthetic)
+    assert model.task_ == "user"
+    users = np.arange(N_USERS)
+    idx, _ = model.recommend_users(users, k=5)
+    in_a, in_b = np.isin(idx, GROUP_A), np.isin(idx, GROUP_B)
+    own = np.where((users < N_USERS // 2)[:, None], in_a, in_b)
+    assert own.sum() / (in_a | in_b).sum() >= 0.9     # popular items count for neither group
+
+
+def test_session_task_follows_the_transitions(synthetic):
+    """Candidates: popularity (blind to the session) and SR (knows i -> i+1): the ranker learns to
+    put SR's pick first, which popularity alone never does."""
+    model = create("ranker", candidates="most-popular,sr", **SMALL).fit(synthetic)
+    assert model.task_ == "session"
+    last = [1, 5, 12, 22, 33]
+    top, _ = model.recommend(Histories.from_sequences([[i] for i in last], N_ITEMS), k=1, exclude_seen=False)
+    assert top[:, 0].tolist() == [next_in_group(i) for i in last]
+    importance = model.feature_importance()
+    assert sum(v for k, v in importance.items() if k.startswith("sr:")) > 0.5
+
+
+def test_saved_as_text_and_arrays(synthetic, tmp_path):
+    model = create("ranker", candidates="sr,most-popular", **SMALL).fit(synthetic)
+    model.save(str(tmp_path / "r"))
+    files = {os.path.relpath(os.path.join(d, f), tmp_path / "r") for d, _, fs in os.walk(tmp_path / "r") for f in fs}
+    assert {"ranker.txt", "ranker.json", "config.json", "state.npz", "candidates/sr/config.json"} <= files
+    assert (tmp_path / "r" / "ranker.txt").read_text().startswith("tree")
+    again = load_model(str(tmp_path / "r"))
+    h = Histories.from_sequences([[3, 4], [40, 25]], N_ITEMS)
+    np.testing.assert_allclose(again.score(h), model.score(h), rtol=1e-6)
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"candidates": "sr,no-such-model"}, "registered models"),
+    ({"candidates": "sr,ranker"}, "registered models"),
+    ({"candidates": "sr,sr"}, "distinct"),
+    ({"candidate_params": "{not json"}, "JSON object"),
+    ({"candidate_params": '{"sr": 3}'}, "parameter objects"),
+    ({"holdout": 0.9}, "holdout"),
+])
+def test_bad_parameters_are_one_line_errors(synthetic, params, message):
+    with pytest.raises(MusicrecError, match=message):
+        create("ranker", **params).fit(synthetic)
+
+
+def test_nothing_to_learn_from_is_an_error():
+    train = tiny_interactions([[0, 1], [2, 3]], users=[0, 1])
+    with pytest.raises(MusicrecError, match="nothing to learn from"):
+        create("ranker", task="user").fit(train)
