@@ -41,6 +41,14 @@ def test_carved_items_leave_the_listeners_history(synthetic):
     assert kept.sum() + sum(dense[u, a].sum() for u, a in zip(queries.users, answers)) == pytest.approx(dense.sum())
 
 
+def test_folds_carve_disjoint_items(synthetic):
+    first = _carve_users(synthetic, 0.2, 10_000, seed=0, fold=0)
+    second = _carve_users(synthetic, 0.2, 10_000, seed=0, fold=1)
+    assert first[1].users.tolist() == second[1].users.tolist()
+    for a, b in zip(first[2], second[2]):
+        assert len(a) == len(b) >= 1 and not set(a) & set(b)
+
+
 def test_listeners_with_few_items_are_not_carved():
     train = tiny_interactions([[0, 1, 2], [3, 4, 5, 6, 7, 8]], users=[0, 1])
     rest, queries, answers = _carve_users(train, 0.2, 100, seed=0)
@@ -49,7 +57,8 @@ def test_listeners_with_few_items_are_not_carved():
 
 
 def test_user_task_learns_the_listeners_taste(synthetic):
-    model = create("ranker", task="user", holdout=0.3, candidates="itemknn,most-popular", **SMALL).fit(synthetic)
+    model = create("ranker", task="user", holdout=0.3, folds=2, candidates="itemknn,most-popular",
+                   **SMALL).fit(synthetic)
     assert model.task_ == "user"
     users = np.arange(N_USERS)
     idx, _ = model.recommend_users(users, k=5)
@@ -92,6 +101,7 @@ def test_saved_as_text_and_arrays(synthetic, tmp_path):
     ({"candidate_params": "{not json"}, "JSON object"),
     ({"candidate_params": '{"sr": 3}'}, "parameter objects"),
     ({"holdout": 0.9}, "holdout"),
+    ({"task": "user", "holdout": 0.3, "folds": 3}, "folds x holdout"),
 ])
 def test_bad_parameters_are_one_line_errors(synthetic, params, message):
     with pytest.raises(MusicrecError, match=message):

@@ -42,12 +42,13 @@ class RankerConfig:
     candidate_params: str = "{}"   # JSON object: model name -> its hyperparameters
     n_candidates: int = 50         # items each candidate model proposes per history
     task: str = "auto"             # "session" (next item of a session), "user" (a listener's held-out items)
-    holdout: float = 0.1           # share of sessions / of each listener's items the ranker learns on
-    max_queries: int = 20000       # learning queries sampled from the carved slice
+    holdout: float = 0.2           # share of sessions / of each listener's items the ranker learns on
+    max_queries: int = 50000       # learning queries sampled from the carved slice
+    folds: int = 3                 # user data: disjoint carves of each listener's items (more queries)
     n_trees: int = 300             # boosting rounds
     learning_rate: float = 0.05    # shrinkage per tree
-    num_leaves: int = 31           # leaves per tree
-    min_child_samples: int = 20    # rows per leaf at least
+    num_leaves: int = 15           # leaves per tree (small trees generalise from the carved slice best)
+    min_child_samples: int = 100   # rows per leaf at least
     seed: int = 0                  # carving, sampling and LightGBM
 
 
@@ -62,7 +63,7 @@ class Ranker(Recommender):
     def search_space(trial) -> dict:
         return {
             "n_candidates": trial.suggest_categorical("n_candidates", [30, 50, 100]),
-            "num_leaves": trial.suggest_categorical("num_leaves", [15, 31, 63]),
+            "num_leaves": trial.suggest_categorical("num_leaves", [7, 15, 31]),
             "learning_rate": trial.suggest_float("learning_rate", 0.02, 0.2, log=True),
             "n_trees": trial.suggest_int("n_trees", 100, 500, step=100),
         }
@@ -72,6 +73,7 @@ class Ranker(Recommender):
         self._check_choice("task", TASKS)
         self._check_number("holdout", low=0, low_open=True, high=0.5)
         self._check_int("max_queries", 10)
+        self._check_int("folds", 1)
         self._check_int("n_trees", 1)
         self._check_number("learning_rate", low=0, low_open=True)
         self._check_int("num_leaves", 2)
@@ -105,16 +107,25 @@ class Ranker(Recommender):
         self._validate()
         task = self.task if self.task != "auto" else ("session" if train.n_sessions > train.n_users else "user")
         specs = self._candidate_specs(task)
-        rest, queries, answers = (_carve_sessions if task == "session" else _carve_users)(
-            train, self.holdout, self.max_queries, self.seed)
-        if len(queries) == 0:
-            raise MusicrecError(f"{self.name}: the carved {self.holdout:.0%} of the training data has nothing "
-                                "to learn from (too few sessions or listeners)")
+        if task == "user" and self.folds * self.holdout > 0.8:
+            raise MusicrecError(f"{self.name}: folds x holdout must be at most 0.8 (each listener keeps a history), "
+                                f"got {self.folds} x {self.holdout}")
         self.task_ = task
-        # every feature comes from the rest while learning: nothing of the carved answers leaks in
-        self._set_popularity(rest)
-        self.models_ = [create(n, **p).fit(rest) for n, p in specs]
-        x, y, group = self._learning_rows(queries, answers, rest)
+        # user data: ``folds`` disjoint carves of each listener's items, each with candidates fitted
+        # on its own rest, multiply the learning queries; the latest sessions are one slice only
+        parts = []
+        for fold in range(self.folds if task == "user" else 1):
+            rest, queries, answers = (_carve_sessions(train, self.holdout, self.max_queries, self.seed)
+                                      if task == "session" else
+                                      _carve_users(train, self.holdout, self.max_queries, self.seed, fold))
+            if len(queries) == 0:
+                raise MusicrecError(f"{self.name}: the carved {self.holdout:.0%} of the training data has nothing "
+                                    "to learn from (too few sessions or listeners)")
+            # every feature comes from the rest while learning: nothing of the carved answers leaks in
+            self._set_popularity(rest)
+            self.models_ = [create(n, **p).fit(rest) for n, p in specs]
+            parts.append(self._learning_rows(queries, answers, rest))
+        x, y, group = (np.concatenate(a) for a in zip(*parts))
         if y.sum() == 0:
             raise MusicrecError(f"{self.name}: no carved answer is among the candidates; raise n_candidates")
         self.booster_ = _train_booster(x, y, group, self)
@@ -123,9 +134,19 @@ class Ranker(Recommender):
         self.names_ = [n for n, _ in specs]
 
     def _set_popularity(self, train: Interactions) -> None:
+        """Per item (I, 4): log plays, log listeners, and within sessions how often a play of it is
+        followed by itself (an album played through, a loop) and how many plays are followed at all."""
         plays = np.asarray(train.matrix.sum(axis=0)).ravel()
         listeners = np.diff(sp.csc_matrix(train.matrix).indptr)
-        self.popularity_ = np.stack([np.log1p(plays), np.log1p(listeners)], axis=1).astype(np.float32)
+        items = train.session_items
+        inner = np.ones(len(items), dtype=bool)      # a play with a next play in its session
+        inner[train.session_indptr[1:] - 1] = False
+        follows = np.flatnonzero(inner)
+        n_next = np.bincount(items[follows], minlength=train.n_items)
+        n_self = np.bincount(items[follows], weights=items[follows + 1] == items[follows], minlength=train.n_items)
+        self_rate = (n_self + 0.5) / (n_next + 1.0)     # smoothed towards one half
+        self.popularity_ = np.stack([np.log1p(plays), np.log1p(listeners), self_rate, np.log1p(n_next)],
+                                    axis=1).astype(np.float32)
 
     def _learning_rows(self, queries: Histories, answers: list, rest: Interactions):
         xs, ys, groups = [], [], []
@@ -185,6 +206,7 @@ class Ranker(Recommender):
             repeat_share = 1.0 - n_distinct / max(len(seq), 1)
             cols += [np.log1p(counts), since, (since == 0).astype(np.float32),
                      self.popularity_[items, 0], self.popularity_[items, 1],
+                     self.popularity_[items, 2], self.popularity_[items, 3],
                      np.full(len(items), np.log1p(len(seq)), dtype=np.float32),
                      np.full(len(items), np.log1p(n_distinct), dtype=np.float32),
                      np.full(len(items), repeat_share, dtype=np.float32)]
@@ -261,7 +283,8 @@ class Ranker(Recommender):
 
 #: features after the per-candidate-model (score / best score, z-score among the candidates, rank) triples
 FEATURES = ["log_count_in_history", "positions_since_last_play", "is_last_played",
-            "log_item_plays", "log_item_listeners", "log_history_length", "log_history_distinct",
+            "log_item_plays", "log_item_listeners", "item_self_follow_rate", "log_item_followed",
+            "log_history_length", "log_history_distinct",
             "history_repeat_share"]
 
 
@@ -304,8 +327,9 @@ def _carve_sessions(train: Interactions, holdout: float, max_queries: int, seed:
     return rest, Histories.from_sequences(seqs, train.n_items, users=np.full(len(seqs), -1, np.int64)), answers
 
 
-def _carve_users(train: Interactions, holdout: float, max_queries: int, seed: int):
-    """(the rest, the listeners' remaining histories, their carved items)."""
+def _carve_users(train: Interactions, holdout: float, max_queries: int, seed: int, fold: int = 0):
+    """(the rest, the listeners' remaining histories, their carved items): fold ``f`` carves the
+    ``holdout`` share of each listener's items after the ``f`` shares before it, in hashed order."""
     m = train.matrix.tocoo()
     key = np.random.default_rng(seed).random(m.nnz)
     n_items = np.diff(train.matrix.indptr)
@@ -315,7 +339,7 @@ def _carve_users(train: Interactions, holdout: float, max_queries: int, seed: in
     rank_of = np.empty(m.nnz, dtype=np.int64)
     rank_of[order] = rank
     take = np.maximum(1, np.floor(holdout * n_items)).astype(np.int64)
-    carved = (n_items[m.row] >= 5) & (rank_of < take[m.row])
+    carved = (n_items[m.row] >= 5) & (rank_of >= fold * take[m.row]) & (rank_of < (fold + 1) * take[m.row])
     rest = _frame(train, m.row[~carved], m.col[~carved], None, None, weight=m.data[~carved])
     users = np.unique(m.row[carved])
     if len(users) > max_queries:
