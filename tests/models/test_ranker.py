@@ -112,3 +112,26 @@ def test_nothing_to_learn_from_is_an_error():
     train = tiny_interactions([[0, 1], [2, 3]], users=[0, 1])
     with pytest.raises(MusicrecError, match="nothing to learn from"):
         create("ranker", task="user").fit(train)
+
+
+def test_tags_rank_what_popularity_cannot(synthetic, tmp_path):
+    """Popularity alone is blind to taste; with tag vectors (one tag per group) the ranker's
+    tag-overlap feature puts each listener's own group first, and survives save / load."""
+    tags = np.zeros((N_ITEMS, 3))
+    tags[GROUP_A, 0], tags[GROUP_B, 1], tags[40:, 2] = 1.0, 1.0, 1.0
+    params = dict(task="user", holdout=0.3, folds=2, candidates="most-popular", **{**SMALL, "n_candidates": N_ITEMS})
+    users = np.arange(N_USERS)
+
+    def own_share(model):
+        idx, _ = model.recommend_users(users, k=5)
+        in_a, in_b = np.isin(idx, GROUP_A), np.isin(idx, GROUP_B)
+        return np.where((users < N_USERS // 2)[:, None], in_a, in_b).sum() / max((in_a | in_b).sum(), 1)
+
+    with_tags = create("ranker", **params).fit(synthetic, content=tags)
+    assert own_share(with_tags) >= 0.9
+    assert own_share(create("ranker", **params).fit(synthetic)) < 0.7
+    assert with_tags.feature_importance()["tag_overlap_with_history"] > 0.3
+    with_tags.save(str(tmp_path / "r"))
+    again = load_model(str(tmp_path / "r"))
+    h = Histories.from_sequences([[3, 4], [25]], N_ITEMS)
+    np.testing.assert_allclose(again.score(h), with_tags.score(h), rtol=1e-6)

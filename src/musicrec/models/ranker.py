@@ -4,8 +4,8 @@ Stage 1 asks every candidate model (``candidates``, any registered models) for i
 ``n_candidates`` items per history; stage 2 scores the union with a LightGBM LambdaRank model
 over features of each (history, candidate) pair (see ``FEATURES``): every candidate model's
 score relative to its best score and to the candidates' spread, and its rank, how often and how recently the history
-played the item, whether it is the last item played, the item's popularity, and the history's
-length. Items outside the union score below every candidate, in the first candidate model's
+played the item, whether it is the last item played, the item's popularity, the history's
+length, and the cosine between the item's tags and the history's (with item content). Items outside the union score below every candidate, in the first candidate model's
 order, so the full ranking stays defined.
 
 Learning protocol (``fit(train)``), with no test data anywhere: a slice of ``train`` is carved
@@ -57,6 +57,8 @@ class Ranker(Recommender):
 
     name = "ranker"
     sequential = True
+    #: item tag vectors (``fit(content=...)``) give the tag-overlap feature; without them it is 0
+    uses_content = True
     config = RankerConfig
 
     @staticmethod
@@ -175,6 +177,9 @@ class Ranker(Recommender):
         tops = [topk(s, min(n, s.shape[1]))[0] for s in scores]
         cands, feats = [], []
         scratch = np.full(hist.shape[1], -1, dtype=np.int64)
+        content = getattr(self, "unit_content_", None)
+        if content is not None:     # the history's tag profile: play-weighted mean of its items' tags
+            profiles = sp.csr_matrix(_unit_rows(sp.csr_matrix(hist @ content)))
         for r in range(len(histories)):
             items = np.unique(np.concatenate([t[r] for t in tops]))
             cols = []
@@ -210,6 +215,9 @@ class Ranker(Recommender):
                      np.full(len(items), np.log1p(len(seq)), dtype=np.float32),
                      np.full(len(items), np.log1p(n_distinct), dtype=np.float32),
                      np.full(len(items), repeat_share, dtype=np.float32)]
+            overlap = (np.zeros(len(items), dtype=np.float32) if content is None else
+                       np.asarray((content[items] @ profiles[r].T).todense()).ravel())
+            cols.append(overlap)
             cands.append(items)
             feats.append(np.stack(cols, axis=1).astype(np.float32))
         return cands, feats
@@ -250,12 +258,28 @@ class Ranker(Recommender):
         per_model = [f"{n}:{f}" for n in self.names_ for f in ("score_to_best", "score_z", "rank")]
         return per_model + FEATURES
 
+    def set_item_content(self, matrix) -> "Ranker":
+        super().set_item_content(matrix)
+        self.unit_content_ = _unit_rows(self.content_)
+        return self
+
     # ------------------------------------------------------------ persistence
     def _state(self) -> dict[str, np.ndarray]:
-        return {"popularity": self.popularity_}
+        state = {"popularity": self.popularity_}
+        content = getattr(self, "content_", None)
+        if content is not None:
+            state.update({"content.data": content.data, "content.indices": content.indices,
+                          "content.indptr": content.indptr, "content.shape": np.array(content.shape, np.int64)})
+        return state
 
     def _set_state(self, arrays) -> None:
-        self.popularity_ = np.asarray(arrays["popularity"], dtype=np.float32)
+        n_items = self.train_.n_items
+        self.popularity_ = arrays.array("popularity", "f", ndim=2, shape=(n_items, None))
+        if "content.shape" in arrays:
+            n_rows, n_cols = (int(v) for v in arrays.array("content.shape", "i", shape=(2,)))
+            if n_rows != n_items:
+                raise arrays.fail(f"content.shape has {n_rows} rows, interactions.npz {n_items} items")
+            self.set_item_content(arrays.csr("content.data", "content.indices", "content.indptr", (n_rows, n_cols)))
 
     def save(self, path: str) -> None:
         self._check_fitted()
@@ -285,7 +309,7 @@ class Ranker(Recommender):
 FEATURES = ["log_count_in_history", "positions_since_last_play", "is_last_played",
             "log_item_plays", "log_item_listeners", "item_self_follow_rate", "log_item_followed",
             "log_history_length", "log_history_distinct",
-            "history_repeat_share"]
+            "history_repeat_share", "tag_overlap_with_history"]
 
 
 def _train_booster(x, y, group, p: Ranker):
@@ -296,6 +320,12 @@ def _train_booster(x, y, group, p: Ranker):
               "num_leaves": p.num_leaves, "min_data_in_leaf": p.min_child_samples, "seed": p.seed,
               "deterministic": True, "num_threads": 2, "verbose": -1, "lambdarank_truncation_level": 30}
     return lgb.train(params, data, num_boost_round=p.n_trees)
+
+
+def _unit_rows(m: sp.csr_matrix) -> sp.csr_matrix:
+    """Rows scaled to unit length (empty rows stay empty)."""
+    norms = np.sqrt(np.asarray(m.multiply(m).sum(axis=1)).ravel())
+    return sp.csr_matrix(sp.diags(1.0 / np.maximum(norms, 1e-12)) @ m, dtype=np.float32)
 
 
 def _rows(h: Histories, lo: int, hi: int) -> Histories:
