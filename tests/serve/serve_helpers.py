@@ -21,6 +21,7 @@ TINY = {
     "gru4rec": {"hidden_size": 16, "max_len": 10, "n_negatives": 32, "epochs": 1},
     "multvae": {"hidden_dims": 32, "latent_dim": 8, "epochs": 1},
     "two-tower": {"embedding_dim": 16, "epochs": 1},
+    "ranker": {"candidates": "sr,itemknn,most-popular", "n_candidates": 20, "n_trees": 30},
 }
 
 
