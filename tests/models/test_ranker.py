@@ -135,3 +135,10 @@ def test_tags_rank_what_popularity_cannot(synthetic, tmp_path):
     again = load_model(str(tmp_path / "r"))
     h = Histories.from_sequences([[3, 4], [25]], N_ITEMS)
     np.testing.assert_allclose(again.score(h), with_tags.score(h), rtol=1e-6)
+
+
+def test_sources_name_the_strongest_evidence(synthetic):
+    model = create("ranker", candidates="most-popular,sr", holdout=0.3,
+                   **{**SMALL, "min_child_samples": 20}).fit(synthetic)
+    h = Histories.from_sequences([[3, 4, 3]], N_ITEMS)
+    assert model.sources(h, np.array([3, 4, 5, 40])) == [("repeat", 2), ("repeat", 1), ("follows", 0), ("popular", 0)]

@@ -30,7 +30,7 @@ def _artist(g: int, j: int) -> str:
 
 
 @pytest.fixture(scope="module")
-def service(tmp_path_factory) -> Service:
+def split_dir(tmp_path_factory) -> str:
     root = tmp_path_factory.mktemp("synthetic")
     rng = random.Random(0)
     lines = ["user,artist,track,timestamp"]
@@ -45,7 +45,26 @@ def service(tmp_path_factory) -> Service:
     Store(store).ingest(read("csv", str(root / "log.csv"), source="toy"))
     split = str(root / "split")
     make_split(store, "user-holdout", out=split, item_level="artist", seed=0)
-    return Service.load(train_bundle("ease", split, str(root / "ease"), {"l2": 10.0}), one_off=True)
+    return split
+
+
+@pytest.fixture(scope="module")
+def service(split_dir, tmp_path_factory) -> Service:
+    out = str(tmp_path_factory.mktemp("ease") / "ease")
+    return Service.load(train_bundle("ease", split_dir, out, {"l2": 10.0}), one_off=True)
+
+
+def test_the_ranker_gives_the_reason_of_the_model_that_put_an_item_first(split_dir, tmp_path):
+    """Listener data: the ranker never proposes what was played; where EASE leads the reason is the
+    similarity to a played artist, where popularity leads "popular now"."""
+    params = {"candidates": "ease,most-popular", "n_candidates": 30, "n_trees": 30, "min_child_samples": 5}
+    svc = Service.load(train_bundle("ranker", split_dir, str(tmp_path / "ranker"), params), one_off=True)
+    plays = [_artist(0, 1), _artist(0, 2), _artist(0, 1)]
+    cards = svc.recommend_session(plays, [], k=8)
+    assert svc.model.task_ == "user" and len(cards) == 8
+    assert not {c["name"] for c in cards} & set(plays)
+    assert all(c["reason"] == "popular now" or c["reason"].startswith("similar to Band A") for c in cards)
+    assert sum(c["reason"].startswith("similar to") for c in cards) >= 4
 
 
 def _group(name: str) -> int:

@@ -9,7 +9,7 @@ length, and the cosine between the item's tags and the history's (with item cont
 order, so the full ranking stays defined.
 
 Learning protocol (``fit(train)``), with no test data anywhere: a slice of ``train`` is carved
-off (``holdout``): for session data (more sessions than users) the most recent sessions, whose
+off (``holdout``): for session data (more sessions than users, most of two plays or more) the most recent sessions, whose
 every prefix becomes a query with the next item as its answer; for user data a hashed
 ``holdout`` share of each listener's items (listeners with five or more), which become the
 answers to their remaining history. The candidate models are fitted on the rest, the ranker
@@ -107,7 +107,10 @@ class Ranker(Recommender):
         from musicrec.models.registry import create
 
         self._validate()
-        task = self.task if self.task != "auto" else ("session" if train.n_sessions > train.n_users else "user")
+        # sessions worth continuing: more sessions than listeners, most of them two plays or more
+        multi = float(np.mean(np.diff(train.session_indptr) >= 2)) if train.n_sessions else 0.0
+        auto = "session" if train.n_sessions > train.n_users and multi >= 0.5 else "user"
+        task = auto if self.task == "auto" else self.task
         specs = self._candidate_specs(task)
         if task == "user" and self.folds * self.holdout > 0.8:
             raise MusicrecError(f"{self.name}: folds x holdout must be at most 0.8 (each listener keeps a history), "
@@ -238,6 +241,29 @@ class Ranker(Recommender):
             base = (pred.min() if len(pred) else 0.0) - 2.0
             out[r] = base + np.nan_to_num((row - lo) / (hi - lo + 1e-12), nan=0.0)
             out[r, items] = pred
+        return out
+
+    def sources(self, histories: Histories, items: np.ndarray) -> list[tuple[str, int] | None]:
+        """Why each of ``items`` (K,) ranks for the first history, from its strongest evidence:
+        ("repeat", times played in the history), else the source of the candidate model that
+        ranks it highest: ("follows", 0) for SR, ("similar-sessions", 0) for SKNN, ("popular", 0)
+        for popularity; None where a collaborative model leads (the caller's similarity reason)."""
+        row = _rows(histories, 0, 1)
+        counts = np.asarray(row.matrix[0, np.asarray(items, dtype=np.int64)].todense()).ravel()
+        items = np.asarray(items, dtype=np.int64)
+        ranks = []          # per model, the rank of each item: how many items score above it
+        for m in self.models_:
+            score = np.nan_to_num(np.asarray(m.score(row), dtype=np.float64)[0], neginf=-1e300)
+            ranks.append((score[None, :] > score[items][:, None]).sum(axis=1))
+        kinds = {"sr": "follows", "sknn": "similar-sessions", "most-popular": "popular", "recently-played": None}
+        out = []
+        for r, c in enumerate(counts):
+            if c > 0:
+                out.append(("repeat", int(c)))
+                continue
+            best = min(range(len(self.models_)), key=lambda m: ranks[m][r])
+            kind = kinds.get(self.names_[best])
+            out.append((kind, 0) if kind else None)
         return out
 
     def item_similarity(self, items, columns=None):

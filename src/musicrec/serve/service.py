@@ -400,21 +400,32 @@ class Service:
         return [self._card(int(i), s, r) for i, s, r in zip(idx, scores, reasons)]
 
     def _reasons(self, idx: np.ndarray, q: _Query) -> list[str]:
-        """Why each item is recommended, in this order of preference: the session it continues
-        (sequence models), the history item it is most similar to, a tag the listener plays
-        most, else its popularity."""
+        """Why each item is recommended, in this order of preference: the model's own sources
+        (the ranker's ``sources``), the session it continues (sequence models), the history item
+        it is most similar to, a tag the listener plays most, else its popularity."""
         history = np.unique(q.history)
         played = set(history.tolist())
         # a sequential model without item similarity (recently-played) ranks by recency, then
         # popularity: only models that learned transitions "continue" a session
-        if self.model.sequential and q.session and self.has_similarity:
+        if self.model.sequential and q.session and self.has_similarity and not hasattr(self.model, "sources"):
             last = self.names[int(q.history[-1])]
             return [f"continues this session after {last}" if int(i) not in played else "you played it before"
                     for i in idx]
         support = self._support(idx, history)
         listener_tags = self._listener_tags(q.histories)
+        sources = self.model.sources(q.histories, idx) if hasattr(self.model, "sources") else [None] * len(idx)
+        last = self.names[int(q.history[-1])] if len(q.history) else ""
+        words = {"follows": f"often played after {last}", "similar-sessions": "played in sessions like this one",
+                 "popular": "popular now"}
         out = []
         for r, i in enumerate(idx):
+            kind, n = sources[r] or (None, 0)
+            if kind == "repeat":            # the ranker's strongest evidence: this history's own plays
+                out.append(f"you played it {n} time{'s' if n != 1 else ''} {'this session' if q.session else 'before'}")
+                continue
+            if kind in words and (kind != "follows" or last):
+                out.append(words[kind])
+                continue
             if int(i) in played:            # only when seen items are not excluded
                 out.append("you played it before")
                 continue
