@@ -1,6 +1,7 @@
 """The two-stage ranker against the best tuned single model, on three benchmarks.
 
     python benchmarks/ranker.py [--data ../shared/data] [--trials 20] [--only hetrec|30music-track|30music-artist]
+                                [--deep gru4rec,sasrec]
 
 1. HetRec 2011 Last.fm 2K, ``user-holdout`` (seed 0): NDCG@10 (headline) and Recall@20.
 2. 30Music 200ks slices, ``session-lastday``, next track: MRR@20 (headline) and HR@20.
@@ -11,7 +12,10 @@ train + valid and scored once on test (``pipeline.compare``, the standard conven
 takes the tuned single models as its candidates (``candidate_params``), is fitted on train + valid
 as well (it carves its own learning slice from that: see ``models/ranker.py``) and is scored once
 on test. Paired tests (t-test and Wilcoxon) are over the same users / prefixes. Results go to
-``benchmarks/results/ranker.md`` and ``ranker.json``.
+``benchmarks/results/ranker.md`` and ``ranker.json``. With ``--deep``, the ablation: the ranker
+again with the deep models (default settings, ``--deep-epochs`` each, as there is no validation part
+to stop on) added to its candidates, against the ranker without them (paired tests over the same
+queries; ``ranker_deep.*``).
 """
 
 from __future__ import annotations
@@ -38,7 +42,8 @@ BENCHMARKS = {
 }
 
 
-def run(name: str, spec: dict, data: str, work: str, trials: int, ranker_params: dict, log) -> dict:
+def run(name: str, spec: dict, data: str, work: str, trials: int, ranker_params: dict, log,
+        deep: tuple = (), deep_epochs: int = 8) -> dict:
     from musicrec.evaluate.protocols import evaluate
     from musicrec.evaluate.stats import paired_test
     from musicrec.pipeline import compare
@@ -70,12 +75,38 @@ def run(name: str, spec: dict, data: str, work: str, trials: int, ranker_params:
                      "single": best.metrics[metric], "gain": ranked.metrics[metric] / max(best.metrics[metric], 1e-12) - 1,
                      "p_t": test["p_value"], "p_wilcoxon": test["p_wilcoxon"], "n": test["n"]})
     imp = sorted(model.feature_importance().items(), key=lambda kv: -kv[1])
-    return {"benchmark": name, "rows": rows, "fit_s": fit_s, "eval_s": eval_s, "tune_s": tune_s,
+    ablation = ablate(split, spec, params, ranked, deep, deep_epochs) if deep else []
+    return {"ablation": ablation, "benchmark": name, "rows": rows, "fit_s": fit_s, "eval_s": eval_s, "tune_s": tune_s,
             "n_queries": ranked.info.get("n_prefixes", ranked.info.get("n_users")),
             "singles": {r.model: {spec["head"]: r.metrics[spec["head"]], spec["second"]: r.metrics[spec["second"]]}
                         for r in singles},
             "importance": imp[:8], "params": {k: v for k, v in params.items() if k != "candidate_params"},
             "tuned": tuned}
+
+
+def ablate(split, spec: dict, params: dict, without, deep: tuple, deep_epochs: int) -> list[dict]:
+    """The ranker again with the deep models (default settings, ``deep_epochs`` epochs) added to its
+    candidates; paired tests of with vs without on both metrics, over the same test queries."""
+    from musicrec.evaluate.protocols import evaluate
+    from musicrec.evaluate.stats import paired_test
+    from musicrec.train.fit import fit_model
+
+    rows = []
+    # without a validation part to stop on, each deep candidate trains for a fixed number of epochs
+    given = json.loads(params["candidate_params"])
+    for names in [deep]:
+        cand = {**given, **{d: {"epochs": deep_epochs} for d in names}}
+        with_params = {**params, "candidates": params["candidates"] + "," + ",".join(names),
+                       "candidate_params": json.dumps(cand)}
+        model, fit_s = fit_model("ranker", split, with_params, include_valid=True)
+        ranked = evaluate(model, split, ks=spec["ks"], name="ranker+" + "+".join(names), fit_s=fit_s)
+        imp = sorted(model.feature_importance().items(), key=lambda kv: -kv[1])
+        for metric in (spec["head"], spec["second"]):
+            test = paired_test(ranked, without, metric)
+            rows.append({"deep": "+".join(names), "metric": metric, "with": ranked.metrics[metric],
+                         "without": without.metrics[metric], "p_t": test["p_value"], "p_wilcoxon": test["p_wilcoxon"],
+                         "n": test["n"], "fit_s": fit_s, "importance": imp[:8]})
+    return rows
 
 
 def markdown(results: list[dict], args) -> str:
@@ -94,6 +125,15 @@ def markdown(results: list[dict], args) -> str:
                   f"(candidates fitted twice + LightGBM), scoring {r['eval_s']:.0f} s for {r['n_queries']} queries; "
                   f"tuning the singles {r['tune_s']:.0f} s. Singles ({r['rows'][0]['metric']}): {singles}. "
                   f"Top features by gain: {imp}."]
+    ablation = [(r["benchmark"], a) for r in results for a in r.get("ablation", [])]
+    if ablation:
+        lines += ["", "Deep candidates (default settings) added to the ranker's candidates, same test queries:", "",
+                  "| benchmark | deep candidates | metric | without | with | change | p (paired t) | p (Wilcoxon) | fit s |",
+                  "|---|---|---|---:|---:|---:|---:|---:|---:|"]
+        for bench, a in ablation:
+            lines.append(f"| {bench} | {a['deep']} | {a['metric']} | {a['without']:.4f} | {a['with']:.4f} | "
+                         f"{a['with'] / max(a['without'], 1e-12) - 1:+.1%} | {a['p_t']:.2g} | {a['p_wilcoxon']:.2g} | "
+                         f"{a['fit_s']:.0f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -103,6 +143,8 @@ def main(argv=None) -> int:
     ap.add_argument("--trials", type=int, default=20)
     ap.add_argument("--only", choices=list(BENCHMARKS), action="append")
     ap.add_argument("--param", action="append", default=[], help="ranker parameter name=value")
+    ap.add_argument("--deep", default="", help="ablation: deep models (comma-separated) added to the candidates")
+    ap.add_argument("--deep-epochs", type=int, default=8, help="epochs of each deep candidate (no validation)")
     ap.add_argument("--out", default=os.path.join(HERE, "results"))
     args = ap.parse_args(argv)
     from musicrec.train.fit import parse_param
@@ -111,14 +153,17 @@ def main(argv=None) -> int:
     work = tempfile.mkdtemp(prefix="musicrec-ranker-")
     results = []
     for name in args.only or list(BENCHMARKS):
+        deep = tuple(d for d in args.deep.split(",") if d)
         results.append(run(name, BENCHMARKS[name], args.data, work, args.trials, ranker_params,
-                           lambda m: print(m, file=sys.stderr, flush=True)))
+                           lambda m: print(m, file=sys.stderr, flush=True), deep=deep,
+                           deep_epochs=args.deep_epochs))
         print(markdown(results[-1:], args), flush=True)
     os.makedirs(args.out, exist_ok=True)
-    tag = "" if not args.only else "_" + "_".join(args.only)
+    tag = ("" if not args.only else "_" + "_".join(args.only)) + ("_deep" if args.deep else "")
     with open(os.path.join(args.out, f"ranker{tag}.md"), "w") as fh:
         fh.write(f"`python benchmarks/ranker.py --trials {args.trials}"
                  + "".join(f" --only {o}" for o in args.only or []) + "".join(f" --param {p}" for p in args.param)
+                 + (f" --deep {args.deep} --deep-epochs {args.deep_epochs}" if args.deep else "")
                  + f"`; 2 CPUs; load average {os.getloadavg()[0]:.2f} at the end.\n\n" + markdown(results, args))
     with open(os.path.join(args.out, f"ranker{tag}.json"), "w") as fh:
         json.dump(results, fh, indent=1, default=str)

@@ -1,5 +1,6 @@
 """The two-stage ranker: how it carves its learning data, what it learns, and its errors."""
 
+import json
 import os
 
 import numpy as np
@@ -81,6 +82,18 @@ def test_session_task_follows_the_transitions(synthetic):
     assert np.mean(popular[:, 0] == [next_in_group(i) for i in last]) == 0
     importance = model.feature_importance()
     assert sum(v for k, v in importance.items() if k.startswith("sr:")) > 0.5
+
+
+def test_a_deep_candidate_is_fitted_saved_and_scored(synthetic, tmp_path):
+    params = json.dumps({"sasrec": {"epochs": 2, "embedding_dim": 16, "n_layers": 1, "max_len": 8}})
+    model = create("ranker", candidates="sr,sasrec", candidate_params=params, holdout=0.3, **SMALL).fit(synthetic)
+    deep = model.models_[model.names_.index("sasrec")]
+    assert deep.best_epoch_ == 2 and deep.embedding_dim == 16     # its own settings, refitted on all data
+    assert "sasrec:rank" in model.feature_importance()
+    model.save(str(tmp_path / "r"))
+    again = load_model(str(tmp_path / "r"))
+    h = Histories.from_sequences([[3, 4], [40, 25]], N_ITEMS)
+    np.testing.assert_allclose(again.score(h), model.score(h), rtol=1e-5)
 
 
 def test_saved_as_text_and_arrays(synthetic, tmp_path):
