@@ -93,7 +93,7 @@ def repeat_share(train) -> float:
     return float((len(session) - firsts) / (len(session) - (lengths > 0).sum()))
 @dataclass(frozen=True)
 class SASRecConfig(TrainingConfig):
-    embedding_dim: int = 64       # D: item/position embedding size
+    embedding_dim: int = 128      # D: item/position embedding size (64: next track 0.89x SR, 128: 0.91x)
     n_layers: int = 2             # self-attention blocks
     n_heads: int = 1              # attention heads (must divide D)
     dropout: float = 0.2          # on embeddings, attention and feed-forward
