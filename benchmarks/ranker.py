@@ -91,21 +91,19 @@ def ablate(split, spec: dict, params: dict, without, deep: tuple, deep_epochs: i
     from musicrec.evaluate.stats import paired_test
     from musicrec.train.fit import fit_model
 
-    rows = []
     # without a validation part to stop on, each deep candidate trains for a fixed number of epochs
-    given = json.loads(params["candidate_params"])
-    for names in [deep]:
-        cand = {**given, **{d: {"epochs": deep_epochs} for d in names}}
-        with_params = {**params, "candidates": params["candidates"] + "," + ",".join(names),
-                       "candidate_params": json.dumps(cand)}
-        model, fit_s = fit_model("ranker", split, with_params, include_valid=True)
-        ranked = evaluate(model, split, ks=spec["ks"], name="ranker+" + "+".join(names), fit_s=fit_s)
-        imp = sorted(model.feature_importance().items(), key=lambda kv: -kv[1])
-        for metric in (spec["head"], spec["second"]):
-            test = paired_test(ranked, without, metric)
-            rows.append({"deep": "+".join(names), "metric": metric, "with": ranked.metrics[metric],
-                         "without": without.metrics[metric], "p_t": test["p_value"], "p_wilcoxon": test["p_wilcoxon"],
-                         "n": test["n"], "fit_s": fit_s, "importance": imp[:8]})
+    cand = {**json.loads(params["candidate_params"]), **{d: {"epochs": deep_epochs} for d in deep}}
+    with_params = {**params, "candidates": params["candidates"] + "," + ",".join(deep),
+                   "candidate_params": json.dumps(cand)}
+    model, fit_s = fit_model("ranker", split, with_params, include_valid=True)
+    ranked = evaluate(model, split, ks=spec["ks"], name="ranker+" + "+".join(deep), fit_s=fit_s)
+    imp = sorted(model.feature_importance().items(), key=lambda kv: -kv[1])
+    rows = []
+    for metric in (spec["head"], spec["second"]):
+        test = paired_test(ranked, without, metric)
+        rows.append({"deep": "+".join(deep), "metric": metric, "with": ranked.metrics[metric],
+                     "without": without.metrics[metric], "p_t": test["p_value"], "p_wilcoxon": test["p_wilcoxon"],
+                     "n": test["n"], "fit_s": fit_s, "importance": imp[:8]})
     return rows
 
 
@@ -152,8 +150,8 @@ def main(argv=None) -> int:
     ranker_params = dict(parse_param(p) for p in args.param)
     work = tempfile.mkdtemp(prefix="musicrec-ranker-")
     results = []
+    deep = tuple(d for d in args.deep.split(",") if d)
     for name in args.only or list(BENCHMARKS):
-        deep = tuple(d for d in args.deep.split(",") if d)
         results.append(run(name, BENCHMARKS[name], args.data, work, args.trials, ranker_params,
                            lambda m: print(m, file=sys.stderr, flush=True), deep=deep,
                            deep_epochs=args.deep_epochs))

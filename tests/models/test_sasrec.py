@@ -51,3 +51,10 @@ def test_explicit_choice_wins_and_bad_values_are_one_line_errors():
     assert 0 not in idx[0] and len(idx[0]) == 2
     with pytest.raises(MusicrecError, match="tie_embeddings"):
         create("sasrec", tie_embeddings="sometimes", **SMALL).fit(train)
+
+
+def test_similar_items_under_a_repeat_head():
+    train = tiny_interactions([[0, 1, 2, 3], [4, 5, 6, 7], [0, 2, 4, 6]])
+    model = create("sasrec", repeat_head=True, loss="ce", **{**SMALL, "n_negatives": 1}).fit(train)
+    sims = model.item_similarity(np.array([1]))
+    assert sims.shape == (1, train.n_items) and sims[0].argmax() == 1

@@ -91,6 +91,8 @@ def repeat_share(train) -> float:
     session = np.repeat(np.arange(len(lengths)), lengths)
     firsts = len(np.unique(session * np.int64(train.n_items) + train.session_items))
     return float((len(session) - firsts) / (len(session) - (lengths > 0).sum()))
+
+
 @dataclass(frozen=True)
 class SASRecConfig(TrainingConfig):
     embedding_dim: int = 128      # D: item/position embedding size (64: next track 0.89x SR, 128: 0.91x)
@@ -154,8 +156,6 @@ class SASRec(SequenceRecommender):
     def item_similarity(self, items) -> "np.ndarray":
         """Cosine over both tables when they are separate (what an item is, as input, and what it
         follows, as output), (B, I); tied, the one table's cosine."""
-        if self.net_.out_emb is None and not self.repeat_head:
-            return super().item_similarity(items)
         import torch.nn.functional as F
 
         net = getattr(self.net_, "net", self.net_)       # under a repeat head, the wrapped network
