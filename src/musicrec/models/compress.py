@@ -278,30 +278,45 @@ def memory_scorer(model, threads: int = 1):
     """An ONNX Runtime scorer (``models.onnx_runtime.OnnxScorer``) of ``model``'s network, exported
     in memory and checked against torch like ``export_onnx``; nothing is written. ``musicrec
     serve`` gives it to a deep model whose folder has no export (0.3 s at load)."""
+    import torch
+
     from musicrec.models.onnx_runtime import OnnxScorer
 
     # a padding-free network (GRU4Rec, NextItNet) gives the same state for a window cut to its
-    # plays, so it is exported with a dynamic length and fed only those (a 1-5 play session
+    # plays, and one that counts padding (SASRec) for a window cut to its plays plus one padding
+    # column; so it is exported with a dynamic length and fed only those (a 1-5 play session
     # instead of a 50-play window)
-    trim = bool(getattr(model, "padding_free", False))
+    counts = bool(getattr(model, "counts_padding", False))
+    trim = counts or bool(getattr(model, "padding_free", False))
     blob, query_net, sample = _network(model, dynamic_length=trim)
-    _checked_diff(model, blob, query_net, sample)
+    reference = _query_net(query_net.net)       # the network as trained: full windows, torch's attention
+    _checked_diff(model, blob, reference, sample)
+    scorer = OnnxScorer(blob, model.item_vectors(), threads=threads, name="exported at load", trim=trim,
+                        pad_columns=int(counts))
     if trim:
-        short = sample[:, -3:].clone()
-        short[3, :] = 0
+        short = sample.clone()
+        short[:, :-3] = 0
+        short[2, -2:] = 0
         short[3, -1] = 1                     # an all-padding row would not be cut: give it a play
-        _checked_diff(model, blob, query_net, short)
-    return OnnxScorer(blob, model.item_vectors(), threads=threads, name="exported at load", trim=trim)
+        # the scorer cuts these windows; torch reads them whole
+        with torch.inference_mode():
+            want = reference(short).numpy()
+        diff = float(np.abs(scorer.queries(short.numpy()) - want).max())
+        if diff > 1e-3:
+            raise MusicrecError(f"{model.name}: the cut ONNX network differs from torch by {diff:.3g}")
+    return scorer
 
 
 def _network(model, dynamic_length: bool = False):
     """(ONNX bytes, torch query network, sample windows) of an exportable ``model``; with
-    ``dynamic_length`` the network accepts windows of any length, not only ``max_len``."""
+    ``dynamic_length`` the network accepts windows of any length, not only ``max_len`` (cut
+    from ``max_len``, for a network that counts its padding)."""
     import torch
 
     check_exportable(model)
-    query_net = _query_net(copy.deepcopy(model.net_).to("cpu").eval())
     L = int(model.max_len)
+    counts = dynamic_length and getattr(model, "counts_padding", False)
+    query_net = _query_net(copy.deepcopy(model.net_).to("cpu").eval(), L if counts else None)
     rng = np.random.default_rng(0)
     sample = torch.from_numpy(rng.integers(1, model.train_.n_items + 1, size=(8, L), dtype=np.int64))
     sample[1, : L // 2] = 0                    # padded windows, like short histories
@@ -345,8 +360,9 @@ def remove_onnx(folder: str) -> None:
             fs.rm(path)
 
 
-def _query_net(net):
-    """``net`` wrapped as (B, L) windows -> (B, D) last hidden states (what ``_queries`` yields)."""
+def _query_net(net, full_len: int | None = None):
+    """``net`` wrapped as (B, L) windows -> (B, D) last hidden states (what ``_queries`` yields);
+    with ``full_len`` the windows may be cut from that length (``net(seq, full_len)``)."""
     from torch import nn
 
     class QueryNet(nn.Module):
@@ -355,7 +371,7 @@ def _query_net(net):
             self.net = inner
 
         def forward(self, seq):
-            return self.net(seq)[:, -1, :]
+            return (self.net(seq) if full_len is None else self.net(seq, full_len))[:, -1, :]
 
     return QueryNet(net).eval()
 

@@ -259,6 +259,9 @@ class SequenceRecommender(NeuralRecommender):
     #: it, so scoring cuts a batch's windows to its longest history (one short session: a few
     #: positions instead of ``max_len``)
     padding_free: ClassVar[bool] = False
+    #: the network reads padding, but a window cut to its longest history plus one padding column
+    #: gives the same states when told the full length (``net_(seq, full_len)``): ONNX serving cuts so
+    counts_padding: ClassVar[bool] = False
 
     # ------------------------------------------------------------ data
     def _sequences(self, train: Interactions) -> list:

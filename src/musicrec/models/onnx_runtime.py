@@ -62,27 +62,31 @@ class OnnxScorer:
     name : str
         The file the network came from (reported by ``kind``/health).
     trim : bool
-        The network takes windows of any length and ignores padding: leading all-padding
-        columns are cut before it runs.
+        The network takes windows of any length and gives the state of the full window for a
+        cut one: leading all-padding columns are cut before it runs.
+    pad_columns : int
+        All-padding columns kept when cutting (1 for a network that counts its padding, SASRec).
     """
 
     kind = "onnxruntime"
 
     def __init__(self, network: bytes, item_vectors: np.ndarray, threads: int = 1, name: str = "",
-                 trim: bool = False):
+                 trim: bool = False, pad_columns: int = 0):
         self.session = session(network, threads)
         self.input = self.session.get_inputs()[0].name
         self.items = np.ascontiguousarray(item_vectors, dtype=np.float32)
         self.name = name
         self.trim = trim
+        self.pad_columns = pad_columns
 
     def queries(self, windows: np.ndarray) -> np.ndarray:
-        """(B, L) int64 windows -> (B, D) float32 query vectors. With ``trim`` (a padding-free
-        network exported with a dynamic length) the columns that are padding in every row are
-        cut first."""
+        """(B, L) int64 windows -> (B, D) float32 query vectors. With ``trim`` (a network exported
+        with a dynamic length) the columns that are padding in every row are cut first, all but
+        ``pad_columns`` of them."""
         if self.trim and windows.shape[1] > 1:
             used = np.flatnonzero(np.any(windows != 0, axis=0))
-            windows = windows[:, used[0] if len(used) else windows.shape[1] - 1:]
+            start = used[0] if len(used) else windows.shape[1] - 1
+            windows = windows[:, max(0, start - self.pad_columns):]
         return self.session.run(None, {self.input: np.ascontiguousarray(windows, dtype=np.int64)})[0]
 
 

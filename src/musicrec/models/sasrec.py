@@ -38,9 +38,21 @@ class SelfAttentionBlock(nn.Module):
         self.drop = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """``mask``: (L, L) bool, True where attention is not allowed, or (B, 1, L, L) added to the
+        attention logits (``SASRecNet.cut_mask``)."""
         h = self.norm1(x)
-        x = x + self.drop(self.attn(h, h, h, attn_mask=mask, need_weights=False)[0])
+        a = self.attn(h, h, h, attn_mask=mask, need_weights=False)[0] if mask.dim() == 2 else self.attend(h, mask)
+        x = x + self.drop(a)
         return x + self.drop(self.ff(self.norm2(x)))
+
+    def attend(self, h: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        """``self.attn``'s computation (eval mode) written out with no fixed length, so an ONNX
+        export takes windows of any length: (B, L, D), logit bias (B, 1, L, L) -> (B, L, D)."""
+        a = self.attn
+        q, k, v = (t.unflatten(-1, (a.num_heads, a.head_dim)).transpose(1, 2)        # (B, H, L, D / H)
+                   for t in nn.functional.linear(h, a.in_proj_weight, a.in_proj_bias).chunk(3, dim=-1))
+        w = (q / math.sqrt(a.head_dim)) @ k.transpose(-1, -2) + bias
+        return a.out_proj((w.softmax(-1) @ v).transpose(1, 2).flatten(-2))
 
 
 class SASRecNet(nn.Module):
@@ -66,15 +78,32 @@ class SASRecNet(nn.Module):
     def item_embeddings(self) -> torch.Tensor:
         return self.item_emb.weight[1:] if self.out_emb is None else self.out_emb.weight
 
-    def forward(self, seq: torch.Tensor) -> torch.Tensor:
+    def forward(self, seq: torch.Tensor, full_len: int | None = None) -> torch.Tensor:
+        """``full_len``: ``seq`` is the right end of left-padded windows ``full_len`` long, cut for
+        speed, and each row keeps at least one padding column (unless nothing was cut): the
+        result equals the full windows' (``cut_mask``)."""
         L = seq.shape[1]
         keep = (seq > 0).unsqueeze(-1)
         pos = torch.arange(self.pos_emb.num_embeddings - L, self.pos_emb.num_embeddings, device=seq.device)
         x = self.drop(self.item_emb(seq) * self.scale + self.pos_emb(pos)) * keep
-        mask = causal_mask(L, seq.device)
+        mask = causal_mask(L, seq.device) if full_len is None else self.cut_mask(seq, full_len)
         for block in self.blocks:
             x = block(x, mask) * keep
         return self.final_norm(x)
+
+    def cut_mask(self, seq: torch.Tensor, full_len: int) -> torch.Tensor:
+        """(B, 1, L, L) additive attention mask of windows cut from ``full_len`` to L columns.
+
+        Every padding position enters each block as a zero vector, so all padding columns have the
+        same key and value: the ``full_len - L`` cut ones add as much weight as the row's padding
+        columns left here times ``cut / n_pad``, i.e. a log(1 + cut / n_pad) bias on those columns.
+        """
+        L = seq.shape[1]
+        pad = seq == 0
+        n_pad = pad.sum(1, keepdim=True).clamp(min=1).float()
+        bias = torch.log1p((full_len - L) / n_pad) * pad                                    # (B, L)
+        causal = torch.zeros(L, L, device=seq.device).masked_fill(causal_mask(L, seq.device), float("-inf"))
+        return (causal + bias[:, None, :])[:, None]
 
 
 # ---------------------------------------------------------------- estimator
@@ -115,6 +144,9 @@ class SASRec(SequenceRecommender):
     """Self-attention next-item model. Hyperparameters: see ``SASRecConfig``."""
 
     name = "sasrec"
+    # attention reads the padding, but all padding columns are alike: a window cut to its plays plus
+    # one padding column, told its full length, gives the full window's state (SASRecNet.cut_mask)
+    counts_padding = True
 
     config = SASRecConfig
 

@@ -50,6 +50,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from musicrec import MusicrecError, __version__
 from musicrec.serve import guards, history_api, responses
+from musicrec.serve.fast_routes import FastRoutes
 from musicrec.serve.json_body import JsonBodyRoute, body_message
 from musicrec.serve.metrics import CONTENT_TYPE_LATEST, Metrics, MetricsMiddleware
 from musicrec.serve.service import NoStore, NotFound, Service
@@ -321,7 +322,7 @@ def _install_error_handlers(app: FastAPI) -> None:
 # ---------------------------------------------------------------- the app
 def create_app(model_dir: str, api_key: str | None = None, store_url: str | None = None,
                max_body_bytes: int = 1_000_000, ann: str = "auto", watch_s: float | None = None,
-               allowed_hosts=(), reload_root: str | None = None) -> FastAPI:
+               allowed_hosts=(), reload_root: str | None = None, fast_routes: bool = True) -> FastAPI:
     """The FastAPI app serving the model folder ``model_dir``.
 
     Parameters
@@ -340,6 +341,8 @@ def create_app(model_dir: str, api_key: str | None = None, store_url: str | None
         Host header values accepted besides the loopback names (``guards.allowed_hosts``); "*" for any.
     reload_root : str, optional
         ``/admin/reload`` loads folders under it only (default: the parent of ``model_dir``).
+    fast_routes : bool
+        Answer plain recommendation requests without FastAPI's routing (``fast_routes``; same bytes).
     """
     hosts = guards.allowed_hosts(allowed_hosts)
     holder = ServiceHolder(model_dir, store_url=store_url, ann=ann, reload_root=reload_root)
@@ -442,6 +445,9 @@ def create_app(model_dir: str, api_key: str | None = None, store_url: str | None
     app.include_router(api)
     _mount_web(app)
     # outermost last: metrics see every answer, auth runs before the body is read
+    if fast_routes:
+        app.add_middleware(FastRoutes, holder=holder, session_model=SessionRequest, max_k=MAX_K,
+                           routes=api.routes)
     app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes)
     if api_key:
         app.add_middleware(ApiKeyMiddleware, api_key=api_key)
