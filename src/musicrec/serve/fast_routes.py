@@ -60,7 +60,7 @@ class FastRoutes:
         try:
             items = svc.recommend_user(user_id, k=k)
             answer = responses.recommendations(svc.model.name, svc.version, user_id, items)
-        except Exception:   # FastAPI answers it again, with its own error handling
+        except Exception:   # noqa: BLE001 - FastAPI answers it again, with its own error handling
             return False
         scope["route"] = self.routes.get("/v1/users/{user_id}/recommendations")
         await answer(scope, receive, send)
@@ -87,7 +87,7 @@ class FastRoutes:
             if not isinstance(data, dict):
                 return None
             req = self.session_model.model_validate(data)
-        except Exception:   # not JSON, or invalid: FastAPI's message
+        except Exception:   # noqa: BLE001 - not JSON, or invalid: FastAPI's message
             return None
         if len(req.recent_plays) + len(req.seed_artists) + len(req.seed_tags) > guards.FEW_NAMES:
             return None     # fuzzy matching of many names: FastAPI's route runs it in the thread pool
@@ -97,7 +97,7 @@ class FastRoutes:
                                           exclude_seen=req.exclude_seen, max_per_artist=req.max_per_artist,
                                           diversity=req.diversity)
             return responses.recommendations(svc.model.name, svc.version, None, items)
-        except Exception:
+        except Exception:   # noqa: BLE001 - an unknown name, a bug: FastAPI answers it again
             return None
 
 
