@@ -155,3 +155,30 @@ def test_sources_name_the_strongest_evidence(synthetic):
                    **{**SMALL, "min_child_samples": 20}).fit(synthetic)
     h = Histories.from_sequences([[3, 4, 3]], N_ITEMS)
     assert model.sources(h, np.array([3, 4, 5, 40])) == [("repeat", 2), ("repeat", 1), ("follows", 0), ("popular", 0)]
+
+
+@pytest.mark.parametrize("task,candidates", [("session", "sr,sknn,recently-played"), ("user", "itemknn,most-popular")])
+def test_one_history_at_a_time_scores_as_the_batch(synthetic, task, candidates):
+    """A served request scores one history (candidate models' rows in one top-k, kept for its
+    reasons); the answers equal the batch's, and a kept result never leaks into another history."""
+    model = create("ranker", task=task, candidates=candidates, holdout=0.3, folds=1, **SMALL).fit(synthetic)
+    seqs = [[3, 4, 3], [40, 25], [7], [12, 13, 14, 15]]
+    batch = model.score(Histories.from_sequences(seqs, N_ITEMS))
+    for r, seq in enumerate(seqs):
+        one = Histories.from_sequences([seq], N_ITEMS)
+        np.testing.assert_array_equal(model.score(one), batch[r:r + 1])
+        items = np.argsort(-batch[r])[:6]
+        # sources right after score (the kept scores) and for a new object (scored afresh) agree
+        assert model.sources(one, items) == model.sources(Histories.from_sequences([seq], N_ITEMS), items)
+    first = Histories.from_sequences([seqs[0]], N_ITEMS)
+    model.score(Histories.from_sequences([seqs[1]], N_ITEMS))
+    assert model.sources(first, np.array([3, 4, 41])) == model.sources(Histories.from_sequences([seqs[0]], N_ITEMS),
+                                                                       np.array([3, 4, 41]))
+    assert model.sources(first, np.array([3, 4]))[:2] == [("repeat", 2), ("repeat", 1)]
+
+
+def test_item_similarity_of_some_columns_is_the_slice_of_whole_rows(synthetic):
+    model = create("ranker", task="user", candidates="ease,most-popular", holdout=0.3, folds=1, **SMALL).fit(synthetic)
+    items, columns = np.array([3, 40, 7]), np.array([0, 5, 41, 3])
+    np.testing.assert_allclose(model.item_similarity(items, columns=columns),
+                               np.asarray(model.item_similarity(items))[:, columns], rtol=1e-5, atol=1e-6)

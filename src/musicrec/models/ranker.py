@@ -21,6 +21,7 @@ counts grow with the data. The split's validation part is therefore left for tun
 
 from __future__ import annotations
 
+import inspect
 import json
 from dataclasses import dataclass
 
@@ -167,17 +168,36 @@ class Ranker(Recommender):
         return np.concatenate(xs), np.concatenate(ys), np.asarray(groups, dtype=np.int64)
 
     # ------------------------------------------------------------ stage 1 + features
-    def _features(self, histories: Histories) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        """Per history: candidate item indices (C,) and their features (C, F)."""
-        n = self.n_candidates
+    def _model_scores(self, histories: Histories) -> list[np.ndarray]:
+        """Every candidate model's scores (B, I) float32 of ``histories``. The last result for a
+        single history is kept (the very object, not a copy of it): serving asks ``score`` and then
+        ``sources`` for the same request, and the candidate models cost most of both."""
+        memo = getattr(self, "_memo", None)
+        if memo is not None and memo[0] is histories:
+            return memo[1]
         scores = [np.array(m.score(histories), dtype=np.float32, copy=True) for m in self.models_]
+        if len(histories) == 1:
+            self._memo = (histories, scores)        # one assignment: a concurrent request sees old or new
+        return scores
+
+    def _features(self, histories: Histories, scores: list[np.ndarray] | None = None
+                  ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Per history: candidate item indices (C,) and their features (C, F); ``scores`` are the
+        candidate models' (``_model_scores``), computed here when not given."""
+        n = self.n_candidates
+        scores = self._model_scores(histories) if scores is None else scores
         hist = sp.csr_matrix(histories.matrix, copy=True)
         hist.sort_indices()
         if self.task_ == "user":    # listeners are never recommended what they played: spend no slot on it
             rows = np.repeat(np.arange(hist.shape[0]), np.diff(hist.indptr))
+            scores = [s.copy() for s in scores]
             for s in scores:
                 s[rows, hist.indices] = -np.inf
-        tops = [topk(s, min(n, s.shape[1]))[0] for s in scores]
+        if len(histories) == 1:     # one call for every model's row (a served request)
+            best = topk(np.concatenate(scores), min(n, scores[0].shape[1]))[0]
+            tops = [best[m:m + 1] for m in range(len(scores))]
+        else:
+            tops = [topk(s, min(n, s.shape[1]))[0] for s in scores]
         cands, feats = [], []
         scratch = np.full(hist.shape[1], -1, dtype=np.int64)
         content = getattr(self, "unit_content_", None)
@@ -227,8 +247,9 @@ class Ranker(Recommender):
 
     def score(self, histories: Histories) -> np.ndarray:
         self._check_fitted()
-        first = np.asarray(self.models_[0].score(histories), dtype=np.float32)
-        cands, feats = self._features(histories)
+        scores = self._model_scores(histories)
+        first = scores[0]
+        cands, feats = self._features(histories, scores)
         out = np.empty_like(first)
         flat = self.booster_.predict(np.concatenate(feats), num_threads=1) if cands else np.zeros(0)
         at = 0
@@ -248,13 +269,24 @@ class Ranker(Recommender):
         ("repeat", times played in the history), else the source of the candidate model that
         ranks it highest: ("follows", 0) for SR, ("similar-sessions", 0) for SKNN, ("popular", 0)
         for popularity; None where a collaborative model leads (the caller's similarity reason)."""
-        row = _rows(histories, 0, 1)
-        counts = np.asarray(row.matrix[0, np.asarray(items, dtype=np.int64)].todense()).ravel()
+        row = histories if len(histories) == 1 else _rows(histories, 0, 1)
         items = np.asarray(items, dtype=np.int64)
+        # times each item was played: row 0's entries read directly (scipy's m[0, items] costs more
+        # than the rest of this method)
+        m = sp.csr_matrix(row.matrix[:1], copy=True)
+        m.sum_duplicates()                  # canonical: sorted, each item once
+        played, plays = m.indices[m.indptr[0]:m.indptr[1]], m.data[m.indptr[0]:m.indptr[1]]
+        counts = np.zeros(len(items), dtype=np.float64)
+        if len(played):
+            pos = np.minimum(np.searchsorted(played, items), len(played) - 1)
+            hit = played[pos] == items
+            counts[hit] = plays[pos[hit]]
         ranks = []          # per model, the rank of each item: how many items score above it
-        for m in self.models_:
-            score = np.nan_to_num(np.asarray(m.score(row), dtype=np.float64)[0], neginf=-1e300)
-            ranks.append((score[None, :] > score[items][:, None]).sum(axis=1))
+        for s in self._model_scores(row):
+            score = s[0]
+            if np.isnan(score).any():       # -inf (an excluded item) and inf compare as they are
+                score = np.nan_to_num(score, nan=0.0, posinf=np.inf, neginf=-np.inf)
+            ranks.append(np.count_nonzero(score[None, :] > score[items][:, None], axis=1))
         kinds = {"sr": "follows", "sknn": "similar-sessions", "most-popular": "popular", "recently-played": None}
         out = []
         for r, c in enumerate(counts):
@@ -267,12 +299,15 @@ class Ranker(Recommender):
         return out
 
     def item_similarity(self, items, columns=None):
+        """The first candidate model's item similarity that has one, (B, I), or (B, C) for
+        ``columns`` (passed on to a model that computes only that block, e.g. EASE and SKNN)."""
         for m in self.models_:
+            block = columns is not None and "columns" in inspect.signature(m.item_similarity).parameters
             try:
-                sims = m.item_similarity(items)
+                sims = m.item_similarity(items, columns=columns) if block else m.item_similarity(items)
             except NotImplementedError:
                 continue
-            return sims if columns is None else np.asarray(sims)[:, columns]
+            return sims if columns is None or block else np.asarray(sims)[:, columns]
         raise NotImplementedError(f"{self.name}: no candidate model has an item-item similarity")
 
     def feature_importance(self) -> dict[str, float]:
