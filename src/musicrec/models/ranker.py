@@ -273,9 +273,9 @@ class Ranker(Recommender):
         items = np.asarray(items, dtype=np.int64)
         # times each item was played: row 0's entries read directly (scipy's m[0, items] costs more
         # than the rest of this method)
-        m = sp.csr_matrix(row.matrix[:1], copy=True)
-        m.sum_duplicates()                  # canonical: sorted, each item once
-        played, plays = m.indices[m.indptr[0]:m.indptr[1]], m.data[m.indptr[0]:m.indptr[1]]
+        m = row.matrix
+        played, inverse = np.unique(m.indices[m.indptr[0]:m.indptr[1]], return_inverse=True)
+        plays = np.bincount(inverse, weights=m.data[m.indptr[0]:m.indptr[1]], minlength=len(played))
         counts = np.zeros(len(items), dtype=np.float64)
         if len(played):
             pos = np.minimum(np.searchsorted(played, items), len(played) - 1)

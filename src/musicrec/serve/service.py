@@ -411,33 +411,36 @@ class Service:
             last = self.names[int(q.history[-1])]
             return [f"continues this session after {last}" if int(i) not in played else "you played it before"
                     for i in idx]
-        support = self._support(idx, history)
-        listener_tags = self._listener_tags(q.histories)
         sources = self.model.sources(q.histories, idx) if hasattr(self.model, "sources") else [None] * len(idx)
         last = self.names[int(q.history[-1])] if len(q.history) else ""
         words = {"follows": f"often played after {last}", "similar-sessions": "played in sessions like this one",
                  "popular": "popular now"}
-        out = []
+        out: list[str | None] = []
         for r, i in enumerate(idx):
             kind, n = sources[r] or (None, 0)
             if kind == "repeat":            # the ranker's strongest evidence: this history's own plays
                 out.append(f"you played it {n} time{'s' if n != 1 else ''} {'this session' if q.session else 'before'}")
-                continue
-            if kind in words and (kind != "follows" or last):
+            elif kind in words and (kind != "follows" or last):
                 out.append(words[kind])
-                continue
-            if int(i) in played:            # only when seen items are not excluded
+            elif int(i) in played:          # only when seen items are not excluded
                 out.append("you played it before")
-                continue
-            j, w = support[r] if support is not None else (-1, 0.0)
+            else:
+                out.append(None)
+        # the similarity block and the listener's tags only for the items still without a reason
+        rest = [r for r, reason in enumerate(out) if reason is None]
+        if not rest:
+            return out
+        support = self._support(idx[rest], history)
+        listener_tags = self._listener_tags(q.histories)
+        for n, r in enumerate(rest):
+            j, w = support[n] if support is not None else (-1, 0.0)
             if w > 0 and j in q.tagged:
-                out.append(f"close to {self.names[j]} ({q.tagged[j]})")
-                continue
-            if w > 0:
-                out.append(f"similar to {self.names[j]} you {'like' if j in q.liked else 'played'}")
-                continue
-            tag = next((t for t in listener_tags if t in self.tags.get(int(i), ())), None)
-            out.append(f"popular among listeners of {tag}" if tag else "popular now")
+                out[r] = f"close to {self.names[j]} ({q.tagged[j]})"
+            elif w > 0:
+                out[r] = f"similar to {self.names[j]} you {'like' if j in q.liked else 'played'}"
+            else:
+                tag = next((t for t in listener_tags if t in self.tags.get(int(idx[r]), ())), None)
+                out[r] = f"popular among listeners of {tag}" if tag else "popular now"
         return out
 
     def _support(self, idx: np.ndarray, history: np.ndarray):
