@@ -428,10 +428,8 @@ class Service:
                 out.append(None)
         # the similarity block and the listener's tags only for the items still without a reason
         rest = [r for r, reason in enumerate(out) if reason is None]
-        if not rest:
-            return out
-        support = self._support(idx[rest], history)
-        listener_tags = self._listener_tags(q.histories)
+        support = self._support(idx[rest], history)         # None for no items
+        listener_tags = self._listener_tags(q.histories) if rest else []
         for n, r in enumerate(rest):
             j, w = support[n] if support is not None else (-1, 0.0)
             if w > 0 and j in q.tagged:
