@@ -257,10 +257,15 @@ class Ranker(Recommender):
             pred = flat[at:at + len(items)]
             at += len(items)
             # outside the candidates: below every candidate, in the first model's order
-            row = np.where(np.isfinite(first[r]), first[r], np.nan)
-            lo, hi = np.nanmin(row) if np.isfinite(row).any() else 0.0, np.nanmax(row) if np.isfinite(row).any() else 1.0
             base = (pred.min() if len(pred) else 0.0) - 2.0
-            out[r] = base + np.nan_to_num((row - lo) / (hi - lo + 1e-12), nan=0.0)
+            if np.isfinite(first[r]).all():         # the usual case, without the NaN passes
+                lo, hi = first[r].min(), first[r].max()
+                out[r] = base + (first[r] - lo) / (hi - lo + 1e-12)
+            else:
+                row = np.where(np.isfinite(first[r]), first[r], np.nan)
+                finite = np.isfinite(row).any()
+                lo, hi = (np.nanmin(row), np.nanmax(row)) if finite else (0.0, 1.0)
+                out[r] = base + np.nan_to_num((row - lo) / (hi - lo + 1e-12), nan=0.0)
             out[r, items] = pred
         return out
 

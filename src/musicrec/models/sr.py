@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from musicrec.features.interactions import Histories, Interactions
+from musicrec.features.interactions import Histories, Interactions, csr_rows
 from musicrec.models.base import Recommender
 from musicrec.models.itemknn import top_per_row
 from musicrec.models.recently_played import popularity_fallback
@@ -109,7 +109,7 @@ class SequentialRules(Recommender):
 
     def item_similarity(self, items: np.ndarray) -> np.ndarray:
         """Rule weights between each item and every other, both directions summed, (B, I)."""
-        return self.symmetric_[np.asarray(items, dtype=np.int64)].toarray()
+        return csr_rows(self.symmetric_, items).toarray()      # scipy's row indexing costs more than a request
 
     def _state(self) -> dict[str, np.ndarray]:
         r = self.rules_
