@@ -21,7 +21,9 @@ posting plays and reloading (store writes, index builds) run in the thread pool,
 request naming more than ``guards.FEW_NAMES`` ids, artists or tags (fuzzy name matching). Limits on
 what one request may ask (names, timestamps, Host header, reload folders) live in ``guards``. The recommendation
 endpoints answer pre-encoded JSON (``musicrec.serve.responses``): the same bytes without validating
-every item card against the response model, which stays on the route for the docs. Each request reads ``holder.service`` once,
+every item card against the response model, which stays on the route for the docs; plain requests to the
+two busiest ones skip FastAPI's routing altogether (``fast_routes``: same bytes, errors left to FastAPI).
+Each request reads ``holder.service`` once,
 and a reload replaces that reference only after the new Service is fully built, so a request
 never sees a half-loaded model.
 """
