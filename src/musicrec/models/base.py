@@ -9,6 +9,7 @@ unchanged; ``fit`` validates, learns state into attributes ending in ``_`` and r
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 import math
 import os
@@ -32,6 +33,24 @@ def _torch():
     """torch when this process has already imported it (a deep model is loaded), else None:
     ``topk`` never imports it, so classic models are evaluated and served without torch."""
     return sys.modules.get("torch")
+
+
+def similarity_block(model, items: np.ndarray, columns: np.ndarray, block: bool | None = None) -> np.ndarray:
+    """``model.item_similarity(items)[:, columns]`` (B, C), computing only that block where the
+    model can (``block``, default ``takes_columns(model)``: EASE, SKNN, the ranker)."""
+    if takes_columns(model) if block is None else block:
+        return np.asarray(model.item_similarity(items, columns=columns))
+    return np.asarray(model.item_similarity(items))[:, columns]
+
+
+def takes_columns(model) -> bool:
+    """Whether ``model.item_similarity`` computes a block of ``columns`` (not whole rows only)."""
+    return _takes_columns(type(model))
+
+
+@functools.cache
+def _takes_columns(cls: type) -> bool:
+    return "columns" in inspect.signature(cls.item_similarity).parameters
 
 
 def topk(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

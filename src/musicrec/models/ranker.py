@@ -21,7 +21,6 @@ counts grow with the data. The split's validation part is therefore left for tun
 
 from __future__ import annotations
 
-import inspect
 import json
 from dataclasses import dataclass
 
@@ -31,7 +30,7 @@ import scipy.sparse as sp
 
 from musicrec import MusicrecError, fsio
 from musicrec.features.interactions import Histories, Interactions
-from musicrec.models.base import Recommender, topk
+from musicrec.models.base import Recommender, similarity_block, topk
 
 TASKS = ("auto", "session", "user")
 DEFAULT_CANDIDATES = {"session": "sr,sknn,recently-played,itemknn", "user": "ease,als,itemknn,most-popular"}
@@ -224,11 +223,7 @@ class Ranker(Recommender):
             scratch[seq] = -1
             since = np.where(last >= 0, len(seq) - 1 - last, 1000).astype(np.float32)
             lo, hi = hist.indptr[r], hist.indptr[r + 1]
-            counts = np.zeros(len(items), dtype=np.float32)
-            pos = np.searchsorted(hist.indices[lo:hi], items) if hi > lo else np.zeros(len(items), np.int64)
-            ok = (pos < hi - lo) & (hist.indices[lo:hi][np.minimum(pos, max(hi - lo - 1, 0))] == items) if hi > lo \
-                else np.zeros(len(items), bool)
-            counts[ok] = hist.data[lo:hi][pos[ok]]
+            counts = _counts_in_row(hist.indices[lo:hi], hist.data[lo:hi], items)
             n_distinct = hi - lo
             # how much this history repeats itself: listeners who loop keep looping
             repeat_share = 1.0 - n_distinct / max(len(seq), 1)
@@ -258,14 +253,10 @@ class Ranker(Recommender):
             at += len(items)
             # outside the candidates: below every candidate, in the first model's order
             base = (pred.min() if len(pred) else 0.0) - 2.0
-            if np.isfinite(first[r]).all():         # the usual case, without the NaN passes
-                lo, hi = first[r].min(), first[r].max()
-                out[r] = base + (first[r] - lo) / (hi - lo + 1e-12)
-            else:
-                row = np.where(np.isfinite(first[r]), first[r], np.nan)
-                finite = np.isfinite(row).any()
-                lo, hi = (np.nanmin(row), np.nanmax(row)) if finite else (0.0, 1.0)
-                out[r] = base + np.nan_to_num((row - lo) / (hi - lo + 1e-12), nan=0.0)
+            finite = np.isfinite(first[r])
+            vals = first[r][finite]
+            lo, hi = (vals.min(), vals.max()) if len(vals) else (0.0, 1.0)
+            out[r] = base + np.where(finite, (first[r] - lo) / (hi - lo + 1e-12), 0.0)
             out[r, items] = pred
         return out
 
@@ -280,12 +271,8 @@ class Ranker(Recommender):
         # than the rest of this method)
         m = row.matrix
         played, inverse = np.unique(m.indices[m.indptr[0]:m.indptr[1]], return_inverse=True)
-        plays = np.bincount(inverse, weights=m.data[m.indptr[0]:m.indptr[1]], minlength=len(played))
-        counts = np.zeros(len(items), dtype=np.float64)
-        if len(played):
-            pos = np.minimum(np.searchsorted(played, items), len(played) - 1)
-            hit = played[pos] == items
-            counts[hit] = plays[pos[hit]]
+        counts = _counts_in_row(played, np.bincount(inverse, weights=m.data[m.indptr[0]:m.indptr[1]],
+                                                    minlength=len(played)), items)
         ranks = []          # per model, the rank of each item: how many items score above it
         for s in self._model_scores(row):
             score = s[0]
@@ -307,12 +294,10 @@ class Ranker(Recommender):
         """The first candidate model's item similarity that has one, (B, I), or (B, C) for
         ``columns`` (passed on to a model that computes only that block, e.g. EASE and SKNN)."""
         for m in self.models_:
-            block = columns is not None and "columns" in inspect.signature(m.item_similarity).parameters
             try:
-                sims = m.item_similarity(items, columns=columns) if block else m.item_similarity(items)
+                return m.item_similarity(items) if columns is None else similarity_block(m, items, columns)
             except NotImplementedError:
                 continue
-            return sims if columns is None or block else np.asarray(sims)[:, columns]
         raise NotImplementedError(f"{self.name}: no candidate model has an item-item similarity")
 
     def feature_importance(self) -> dict[str, float]:
@@ -392,6 +377,17 @@ def _unit_rows(m: sp.csr_matrix) -> sp.csr_matrix:
     """Rows scaled to unit length (empty rows stay empty)."""
     norms = np.sqrt(np.asarray(m.multiply(m).sum(axis=1)).ravel())
     return sp.csr_matrix(sp.diags(1.0 / np.maximum(norms, 1e-12)) @ m, dtype=np.float32)
+
+
+def _counts_in_row(indices: np.ndarray, data: np.ndarray, items: np.ndarray) -> np.ndarray:
+    """How often each of ``items`` (C,) was played, from a CSR row's sorted ``indices`` and their
+    ``data``: (C,) float32, 0 for items not in the row."""
+    counts = np.zeros(len(items), dtype=np.float32)
+    if len(indices):
+        pos = np.minimum(np.searchsorted(indices, items), len(indices) - 1)
+        hit = indices[pos] == items
+        counts[hit] = data[pos[hit]]
+    return counts
 
 
 def _rows(h: Histories, lo: int, hi: int) -> Histories:

@@ -381,7 +381,7 @@ def create_app(model_dir: str, api_key: str | None = None, store_url: str | None
     @api.get("/v1/users/{user_id}/recommendations", response_model=Recommendations, tags=["recommend"],
              responses=err(404, 422))
     async def user_recommendations(
-        user_id: Annotated[str, Path(max_length=300)],
+        user_id: Annotated[str, Path(max_length=guards.MAX_NAME_CHARS)],
         k: Annotated[int, Query(ge=1, le=MAX_K)] = 10,
         exclude_seen: bool = True,
         max_per_artist: Annotated[int | None, Query(ge=1, le=MAX_PER_ARTIST)] = None,
@@ -408,7 +408,8 @@ def create_app(model_dir: str, api_key: str | None = None, store_url: str | None
     history_api.add_route(api, holder, ItemCard, err)
 
     @api.get("/v1/items/{item_id:path}/similar", response_model=SimilarItems, tags=["recommend"], responses=err(404, 422))
-    async def similar_items(item_id: Annotated[str, Path(max_length=300)], k: Annotated[int, Query(ge=1, le=MAX_K)] = 10):
+    async def similar_items(item_id: Annotated[str, Path(max_length=guards.MAX_NAME_CHARS)],
+                            k: Annotated[int, Query(ge=1, le=MAX_K)] = 10):
         """Items most similar to one (store id, source id or name)."""
         svc = holder.service
         item, items = svc.similar(item_id, k=k)
@@ -422,7 +423,7 @@ def create_app(model_dir: str, api_key: str | None = None, store_url: str | None
 
     @api.post("/v1/users/{user_id}/events", response_model=EventsResult, tags=["events"],
               responses=err(404, 409, 413, 422, 503))
-    def post_events(user_id: Annotated[str, Path(max_length=300)], body: EventsRequest):
+    def post_events(user_id: Annotated[str, Path(max_length=guards.MAX_NAME_CHARS)], body: EventsRequest):
         """Append plays: stored in the store and reflected in the next recommendations at once."""
         plays = [p.model_dump() for p in body.plays]
         return holder.service.append_events(user_id, plays)

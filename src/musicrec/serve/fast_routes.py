@@ -26,7 +26,6 @@ from musicrec.serve import guards, responses
 USER_PREFIX, USER_SUFFIX = "/v1/users/", "/recommendations"
 SESSION_PATH = "/v1/recommendations"
 _K_QUERY = re.compile(rb"(?:k=([1-9][0-9]{0,3}))?")
-MAX_USER_ID = 300
 
 
 class FastRoutes:
@@ -51,7 +50,7 @@ class FastRoutes:
 
     async def _user(self, scope, receive, send, user_id: str) -> bool:
         match = _K_QUERY.fullmatch(scope["query_string"])
-        if not user_id or "/" in user_id or len(user_id) > MAX_USER_ID or match is None:
+        if not user_id or "/" in user_id or len(user_id) > guards.MAX_NAME_CHARS or match is None:
             return False
         k = int(match.group(1) or 10)
         if k > self.max_k:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import inspect
 import os
 import time
 from dataclasses import dataclass, field
@@ -29,7 +28,7 @@ import scipy.sparse as sp
 from musicrec import MusicrecError
 from musicrec.bundle import ModelBundle, data_cut_time, model_version, nothing_to_recommend, stored_store_url
 from musicrec.features.interactions import Histories
-from musicrec.models.base import Recommender, topk
+from musicrec.models.base import Recommender, similarity_block, takes_columns, topk
 from musicrec.models.base import check_k as _check_k
 from musicrec.names import normalise
 from musicrec.serve import rules
@@ -101,7 +100,7 @@ class Service:
         self.tags = rules.top_tags(bundle.item_tags, self.index_of_ids, N_TAGS)
         self.has_similarity = type(self.model).item_similarity is not Recommender.item_similarity
         # models whose item_similarity takes `columns` compute only the block a request reads
-        self._similarity_takes_columns = "columns" in inspect.signature(self.model.item_similarity).parameters
+        self._similarity_takes_columns = takes_columns(self.model)
         fast_scorer(self.model)
         self.retriever, self.item_vectors = self._build_retriever(ann)
         eager = 0 if one_off else None
@@ -461,9 +460,7 @@ class Service:
 
     def _similarity(self, rows: np.ndarray, columns: np.ndarray) -> np.ndarray:
         """``item_similarity(rows)[:, columns]`` (R, C), computing only that block where the model can."""
-        if self._similarity_takes_columns:
-            return np.asarray(self.model.item_similarity(rows, columns=columns))
-        return np.asarray(self.model.item_similarity(rows))[:, columns]
+        return similarity_block(self.model, rows, columns, block=self._similarity_takes_columns)
 
     def _listener_tags(self, histories: Histories, n: int = 3) -> list[str]:
         """The ``n`` tags most played by the listener (play-weighted over their items' tags; ties
