@@ -182,3 +182,13 @@ def test_item_similarity_of_some_columns_is_the_slice_of_whole_rows(synthetic):
     items, columns = np.array([3, 40, 7]), np.array([0, 5, 41, 3])
     np.testing.assert_allclose(model.item_similarity(items, columns=columns),
                                np.asarray(model.item_similarity(items))[:, columns], rtol=1e-5, atol=1e-6)
+
+
+def test_its_trees_walked_as_arrays_score_as_lightgbm(synthetic):
+    """Scores go through FlatForest where it covers the booster: the very numbers LightGBM gives."""
+    model = create("ranker", candidates="sr,sknn,recently-played", holdout=0.3, folds=1, **SMALL).fit(synthetic)
+    h = Histories.from_sequences([[3, 4, 3], [40, 25], [7], [12, 13, 14, 15]], N_ITEMS)
+    walked = model.score(h)
+    assert model._forest[1] is not None
+    model._forest = (model.booster_, None)          # what a model the walk does not cover uses
+    np.testing.assert_array_equal(model.score(h), walked)

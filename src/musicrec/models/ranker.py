@@ -246,7 +246,7 @@ class Ranker(Recommender):
         first = scores[0]
         cands, feats = self._features(histories, scores)
         out = np.empty_like(first)
-        flat = self.booster_.predict(np.concatenate(feats), num_threads=1) if cands else np.zeros(0)
+        flat = self._predict(np.concatenate(feats)) if cands else np.zeros(0)
         at = 0
         for r, items in enumerate(cands):
             pred = flat[at:at + len(items)]
@@ -259,6 +259,16 @@ class Ranker(Recommender):
             out[r] = base + np.where(finite, (first[r] - lo) / (hi - lo + 1e-12), 0.0)
             out[r, items] = pred
         return out
+
+    def _predict(self, x: np.ndarray) -> np.ndarray:
+        """The booster's raw scores (R,) of feature rows ``x`` (R, F): through its trees as flat
+        arrays (``FlatForest``, the same numbers in less time) where they cover the model."""
+        built = getattr(self, "_forest", None)
+        if built is None or built[0] is not self.booster_:
+            from musicrec.models.forest import FlatForest
+
+            built = self._forest = (self.booster_, FlatForest.from_booster(self.booster_))
+        return built[1].predict(x) if built[1] is not None else self.booster_.predict(x, num_threads=1)
 
     def sources(self, histories: Histories, items: np.ndarray) -> list[tuple[str, int] | None]:
         """Why each of ``items`` (K,) ranks for the first history, from its strongest evidence:
