@@ -170,6 +170,10 @@ def test_one_history_at_a_time_scores_as_the_batch(synthetic, task, candidates):
         items = np.argsort(-batch[r])[:6]
         # sources right after score (the kept scores) and for a new object (scored afresh) agree
         assert model.sources(one, items) == model.sources(Histories.from_sequences([seq], N_ITEMS), items)
+        # every item, kept tops or not (most are outside every model's top n_candidates)
+        model.score(one)
+        everything = np.arange(N_ITEMS)
+        assert model.sources(one, everything) == model.sources(Histories.from_sequences([seq], N_ITEMS), everything)
     first = Histories.from_sequences([seqs[0]], N_ITEMS)
     model.score(Histories.from_sequences([seqs[1]], N_ITEMS))
     assert model.sources(first, np.array([3, 4, 41])) == model.sources(Histories.from_sequences([seqs[0]], N_ITEMS),

@@ -32,3 +32,13 @@ def test_many_ties_and_excluded_items_match_a_full_stable_sort(seed):
             idx, vals = topk(block, k)
             np.testing.assert_array_equal(idx, np.tile(want_idx, (reps, 1)))
             np.testing.assert_array_equal(vals, np.tile(want_vals, (reps, 1)))
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_nan_never_ranks_above_a_number_in_a_few_rows(seed):
+    """A served request's few rows (numpy's path; torch.topk, for big blocks, puts NaN first)."""
+    rng = np.random.default_rng(seed)
+    scores = rng.integers(0, 4, size=(5, 200)).astype(np.float32)
+    scores[rng.random(scores.shape) < 0.2] = np.nan
+    for k in (1, 10, 100):
+        np.testing.assert_array_equal(topk(scores, k)[0], reference(scores, k)[0])

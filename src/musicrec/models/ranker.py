@@ -193,8 +193,10 @@ class Ranker(Recommender):
             for s in scores:
                 s[rows, hist.indices] = -np.inf
         if len(histories) == 1:     # one call for every model's row (a served request)
-            best = topk(np.concatenate(scores), min(n, scores[0].shape[1]))[0]
+            best, best_scores = topk(np.concatenate(scores), min(n, scores[0].shape[1]))
             tops = [best[m:m + 1] for m in range(len(scores))]
+            if self.task_ != "user":    # the models' own scores: ``sources`` reads ranks off their tops
+                self._tops = (histories, best_scores)
         else:
             tops = [topk(s, min(n, s.shape[1]))[0] for s in scores]
         cands, feats = [], []
@@ -283,22 +285,47 @@ class Ranker(Recommender):
         played, inverse = np.unique(m.indices[m.indptr[0]:m.indptr[1]], return_inverse=True)
         counts = _counts_in_row(played, np.bincount(inverse, weights=m.data[m.indptr[0]:m.indptr[1]],
                                                     minlength=len(played)), items)
-        ranks = []          # per model, the rank of each item: how many items score above it
-        for s in self._model_scores(row):
-            score = s[0]
-            if np.isnan(score).any():       # -inf (an excluded item) and inf compare as they are
-                score = np.nan_to_num(score, nan=0.0, posinf=np.inf, neginf=-np.inf)
-            ranks.append(np.count_nonzero(score[None, :] > score[items][:, None], axis=1))
+        leader = self._leading_models(row, items)
         kinds = {"sr": "follows", "sknn": "similar-sessions", "most-popular": "popular", "recently-played": None}
         out = []
         for r, c in enumerate(counts):
             if c > 0:
                 out.append(("repeat", int(c)))
                 continue
-            best = min(range(len(self.models_)), key=lambda m: ranks[m][r])
-            kind = kinds.get(self.names_[best])
+            kind = kinds.get(self.names_[leader[r]])
             out.append((kind, 0) if kind else None)
         return out
+
+    def _leading_models(self, row: Histories, items: np.ndarray) -> np.ndarray:
+        """Per item (K,), the first candidate model among those that rank it highest (fewest items
+        scoring above it) for the one history ``row``. Where ``_features`` kept the models' top
+        scores for this history, an item at or above a model's last kept score has its rank among
+        the kept ones (anything scoring above it is kept), and an item below it ranks after them
+        all; only items no model keeps are counted over the whole catalogue."""
+        scores = [s[0] for s in self._model_scores(row)]
+        kept = getattr(self, "_tops", None)
+        kept = kept[1] if kept is not None and kept[0] is row and len(kept[1][0]) else None
+
+        def counted(m: int, cols: np.ndarray) -> np.ndarray:
+            score = scores[m]
+            if np.isnan(score).any():       # -inf (an excluded item) and inf compare as they are
+                score = np.nan_to_num(score, nan=0.0, posinf=np.inf, neginf=-np.inf)
+            return np.count_nonzero(score[None, :] > score[cols][:, None], axis=1)
+
+        ranks = np.empty((len(scores), len(items)), dtype=np.int64)
+        for m, score in enumerate(scores):
+            if kept is None or np.isnan(score).any():
+                ranks[m] = counted(m, items)
+                continue
+            v = score[items]
+            above = np.count_nonzero(kept[m][None, :] > v[:, None], axis=1)
+            ranks[m] = np.where(v >= kept[m][-1], above, len(kept[m]))   # the latter: at least that
+        if kept is not None:
+            unkept = np.flatnonzero((ranks >= len(kept[0])).all(axis=0))
+            if len(unkept):
+                for m in range(len(scores)):
+                    ranks[m, unkept] = counted(m, items[unkept])
+        return np.argmin(ranks, axis=0)
 
     def item_similarity(self, items, columns=None):
         """The first candidate model's item similarity that has one, (B, I), or (B, C) for
