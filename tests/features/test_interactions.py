@@ -2,8 +2,10 @@ from datetime import datetime, timedelta, timezone
 
 import numpy as np
 import polars as pl
+import pytest
+import scipy.sparse as sp
 
-from musicrec.features.interactions import Histories, Interactions
+from musicrec.features.interactions import Histories, Interactions, csr_row_product
 from musicrec.features.vocab import IdMap
 
 T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
@@ -51,3 +53,19 @@ def test_histories_from_sequences_counts_repeats():
     h = Histories.from_sequences([[2, 0, 2], [1]], n_items=3)
     np.testing.assert_array_equal(h.matrix.toarray(), [[1, 0, 2], [0, 1, 0]])
     np.testing.assert_array_equal(h.users, [-1, -1])
+
+
+@pytest.mark.parametrize("row_dtype,matrix_dtype", [(np.float32, np.float32), (np.float32, np.float64),
+                                                     (np.float64, np.float32)])
+def test_one_row_product_gives_scipys_numbers(row_dtype, matrix_dtype):
+    rng = np.random.default_rng(0)
+    matrix = sp.random(60, 80, density=0.3, format="csr", random_state=1, dtype=matrix_dtype)
+    matrix.data = (matrix.data * 7.3).astype(matrix_dtype)
+    for n in (0, 1, 5, 40):
+        cols = rng.choice(60, size=n, replace=False)      # stored order need not be sorted
+        vals = rng.random(n).astype(row_dtype) / 3
+        row = sp.csr_matrix((vals, cols, np.array([0, n])), shape=(1, 60))
+        want = (row @ matrix).toarray()[0]
+        got = csr_row_product(cols, vals, matrix)
+        assert got.dtype == want.dtype
+        np.testing.assert_array_equal(got, want)

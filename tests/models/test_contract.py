@@ -147,6 +147,25 @@ def test_score_shape_and_dtype(name, fitted, synthetic):
     assert empty.shape == (2, N_ITEMS) and np.isfinite(empty).all()
 
 
+# models whose one-history shortcut promises the batch's very numbers (the ranker's answers
+# are tested the same way in test_ranker.py; SKNN sums its one history in float64: 1 ulp apart)
+ONE_HISTORY_EXACT = {"sr", "itemknn", "recently-played", "most-popular", "ease"}
+
+
+@pytest.mark.parametrize("name", MODEL_PARAMS)
+def test_one_history_scores_as_in_a_batch(name, fitted):
+    """A served request scores one history, an evaluation hundreds: the same numbers (models
+    take shortcuts for one history), here with repeats, as listeners play them."""
+    seqs = [[3, 4, 3, 5, 3], [40, 25], [7], [12, 13, 14, 15, 12, 12], []]
+    batch = fitted[name].score(Histories.from_sequences(seqs, N_ITEMS))
+    for r, seq in enumerate(seqs):
+        one = fitted[name].score(Histories.from_sequences([seq], N_ITEMS))
+        if name in ONE_HISTORY_EXACT:
+            np.testing.assert_array_equal(one, batch[r:r + 1], err_msg=str(seq))
+        else:                   # a network's batched matrix products may sum in another order
+            np.testing.assert_allclose(one, batch[r:r + 1], rtol=1e-5, atol=1e-6, err_msg=str(seq))
+
+
 @pytest.mark.parametrize("name", MODEL_PARAMS)
 def test_recommend_excludes_seen_and_sorts(name, fitted, synthetic):
     model = fitted[name]

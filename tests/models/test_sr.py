@@ -35,3 +35,19 @@ def test_scores_from_last_items():
     # similarity is symmetric: b is "near" a in both directions
     sim = model.item_similarity(np.array([1]))[0]
     np.testing.assert_allclose(sim, [1.0, 0, 2.0, 0])
+
+
+def test_one_history_scores_exactly_as_the_sparse_product():
+    """A single history adds its rules' rows directly; a batch multiplies sparse matrices: the
+    very same float32 numbers, repeats (weights summed) included."""
+    rng = np.random.default_rng(0)
+    sessions = [list(rng.integers(0, 30, size=rng.integers(2, 9))) for _ in range(200)]
+    model = SequentialRules(steps=3, last_n=4, pruning=0).fit(tiny_interactions(sessions))
+    seqs = [[3, 4, 3, 5, 3], [7], [12, 13, 14, 15, 12, 12], [], [29, 0, 29]]
+    batch = model.score(Histories.from_sequences(seqs, 30))
+    for r, seq in enumerate(seqs):
+        np.testing.assert_array_equal(model.score(Histories.from_sequences([seq], 30)), batch[r:r + 1])
+    # the last item weighs 1, the one before 1/2, ...: 3 in [.., 3, 5, 3] weighs 1 + 1/3
+    rules = model.rules_.toarray()
+    want = rules[3] * np.float32(1 + 1 / 3) + rules[5] * np.float32(0.5) + rules[4] * np.float32(0.25)
+    np.testing.assert_allclose(batch[0][want > 0], want[want > 0], rtol=1e-6)

@@ -185,8 +185,10 @@ class Ranker(Recommender):
         candidate models' (``_model_scores``), computed here when not given."""
         n = self.n_candidates
         scores = self._model_scores(histories) if scores is None else scores
-        hist = sp.csr_matrix(histories.matrix, copy=True)
-        hist.sort_indices()
+        hist = histories.matrix
+        if not (sp.issparse(hist) and hist.format == "csr" and hist.has_sorted_indices):   # read as sorted CSR below
+            hist = sp.csr_matrix(hist, copy=True)
+            hist.sort_indices()
         if self.task_ == "user":    # listeners are never recommended what they played: spend no slot on it
             rows = np.repeat(np.arange(hist.shape[0]), np.diff(hist.indptr))
             scores = [s.copy() for s in scores]

@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.sparse as sp
 
 from musicrec.features.interactions import Histories, Interactions
 from musicrec.models.base import Recommender
@@ -70,8 +69,8 @@ class RecentlyPlayed(Recommender):
         ends = np.repeat(np.cumsum(lengths), lengths)
         steps = ends - 1 - np.arange(len(cols))
         vals = np.power(float(self.decay), steps.astype(np.float64))
-        n_items = len(self.fallback_)
-        recency = sp.csr_matrix((vals, (rows, cols)), shape=(len(seqs), n_items)).toarray()
+        recency = np.zeros((len(seqs), len(self.fallback_)))
+        np.add.at(recency, (rows, cols), vals)      # an item's plays summed oldest first
         return np.where(recency > 0, recency, self.fallback_).astype(np.float32)
 
     def _state(self) -> dict[str, np.ndarray]:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from musicrec.features.interactions import Histories, Interactions, csr_rows
+from musicrec.features.interactions import Histories, Interactions, csr_row_product, csr_rows
 from musicrec.models.base import Recommender
 from musicrec.models.itemknn import top_per_row
 from musicrec.models.recently_played import popularity_fallback
@@ -91,20 +91,26 @@ class SequentialRules(Recommender):
         self.fallback_ = fallback
 
     def score(self, histories: Histories) -> np.ndarray:
-        """Rule scores from the last items of each sequence, shape (B, I)."""
+        """Rule scores from the last items of each sequence, shape (B, I): the rules of the k-th
+        most recent item weigh 1/k (an item's weights summed, most recent first)."""
         self._check_fitted()
-        rows, cols, vals = [], [], []
-        for r, seq in enumerate(histories.sequences):
+        rules = self.rules_
+        queries = []        # per history: its distinct last items (ascending) and their weights
+        for seq in histories.sequences:
             last = np.asarray(seq, dtype=np.int64)[::-1][: int(self.last_n)]
-            rows.append(np.full(len(last), r))
-            cols.append(last)
-            vals.append(1.0 / np.arange(1, len(last) + 1))
-        n_items = self.rules_.shape[0]
-        query = sp.csr_matrix((np.concatenate(vals + [np.zeros(0)]),
-                               (np.concatenate(rows + [np.zeros(0, np.int64)]),
-                                np.concatenate(cols + [np.zeros(0, np.int64)]))),
-                              shape=(len(histories), n_items), dtype=np.float32)
-        votes = (query @ self.rules_).toarray()
+            items, at = np.unique(last, return_inverse=True)
+            weights = np.zeros(len(items), np.float32)
+            np.add.at(weights, at, (1.0 / np.arange(1, len(last) + 1)).astype(np.float32))
+            queries.append((items, weights))
+        if len(queries) == 1:       # a served history: the product's numbers without its bookkeeping
+            votes = csr_row_product(*queries[0], rules)[None, :]
+        else:
+            indptr = np.zeros(len(queries) + 1, np.int64)
+            np.cumsum([len(q[0]) for q in queries], out=indptr[1:])
+            query = sp.csr_matrix((np.concatenate([q[1] for q in queries] + [np.zeros(0, np.float32)]),
+                                   np.concatenate([q[0] for q in queries] + [np.zeros(0, np.int64)]), indptr),
+                                  shape=(len(queries), rules.shape[0]))
+            votes = (query @ rules).toarray()
         return np.where(votes > 0, votes, self.fallback_).astype(np.float32)
 
     def item_similarity(self, items: np.ndarray) -> np.ndarray:
