@@ -27,6 +27,8 @@ def test_same_scores_as_lightgbm_bit_for_bit():
     booster = _booster(x, y)
     forest = FlatForest.from_booster(booster)
     assert forest is not None and len(forest.roots) == booster.num_trees()
+    # lopsided trees: rows not at a leaf after a tree's first steps take the rest on their own
+    assert (forest.first < forest.depth).any() and (forest.first > 0).all()
     probe, _ = _data(seed=1, n=500)
     # values on and beside every threshold, below 1e-35 (LightGBM reads them as 0), NaN and inf
     thresholds = forest.threshold[np.isfinite(forest.threshold)]
