@@ -301,3 +301,22 @@ def test_serves_every_model_type(name, thirty, tmp_path):
             items = resp.json()["items"]
             assert len(items) == 5 and all(x["name"] and x["reason"] for x in items)
         assert c.get("/health").json()["model"] == name
+
+
+def test_the_served_model_is_frozen_out_of_the_collectors_walks(ease_dir, als_dir, user):
+    """freeze_gc (what `musicrec serve` passes): the loaded model's objects are frozen at startup
+    and again after a reload, and released when the server stops; answers are unchanged."""
+    import gc
+
+    assert gc.get_freeze_count() == 0
+    with TestClient(create_app(ease_dir, api_key=KEY, allowed_hosts=TEST_HOSTS)) as plain:
+        want = plain.get(f"/v1/users/{user}/recommendations?k=5", headers=AUTH).json()
+        assert gc.get_freeze_count() == 0
+    with TestClient(create_app(ease_dir, api_key=KEY, allowed_hosts=TEST_HOSTS, freeze_gc=True)) as c:
+        frozen = gc.get_freeze_count()
+        assert frozen > 10_000
+        assert c.get(f"/v1/users/{user}/recommendations?k=5", headers=AUTH).json() == want
+        assert c.post("/admin/reload", json={"model_dir": als_dir}, headers=AUTH).json()["model"] == "als"
+        assert gc.get_freeze_count() > 10_000
+        assert c.get(f"/v1/users/{user}/recommendations?k=5", headers=AUTH).status_code == 200
+    assert gc.get_freeze_count() == 0

@@ -148,7 +148,7 @@ def register(app: typer.Typer) -> None:
         guards.reload_root(model_dir, reload_root)
         options = dict(model_dir=os.path.abspath(model_dir), store_url=store, ann=ann,
                        max_body_bytes=max_body_bytes, watch_s=watch or None, allowed_hosts=hosts,
-                       reload_root=os.path.abspath(reload_root) if reload_root else None)
+                       reload_root=os.path.abspath(reload_root) if reload_root else None, freeze_gc=True)
         common = dict(host=host, port=port, timeout_graceful_shutdown=graceful_timeout, log_level="info",
                       access_log=access_log)
         if workers == 1:

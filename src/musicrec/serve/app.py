@@ -51,7 +51,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from musicrec import MusicrecError, __version__
-from musicrec.serve import guards, history_api, responses
+from musicrec.serve import guards, heap, history_api, responses
 from musicrec.serve.fast_routes import FastRoutes
 from musicrec.serve.json_body import JsonBodyRoute, body_message
 from musicrec.serve.metrics import CONTENT_TYPE_LATEST, Metrics, MetricsMiddleware
@@ -172,9 +172,8 @@ class ServiceHolder:
     """The Service being served. ``reload`` builds the new one completely, then swaps the reference."""
 
     def __init__(self, model_dir: str, store_url: str | None = None, ann: str = "auto",
-                 reload_root: str | None = None):
-        self.store_url = store_url
-        self.ann = ann
+                 reload_root: str | None = None, freeze_gc: bool = False):
+        self.store_url, self.ann, self.freeze_gc = store_url, ann, freeze_gc     # heap.resettle after a reload
         self._lock = threading.Lock()
         self.service = Service.load(model_dir, store_url=store_url, ann=ann)
         self.reload_root = guards.reload_root(self.service.model_dir, reload_root)
@@ -187,6 +186,8 @@ class ServiceHolder:
             new = Service.load(target or old.model_dir, store_url=self.store_url, ann=self.ann,
                                overlay=old.events)
             self.service = new
+            if self.freeze_gc:
+                heap.resettle()
         log.info("serving %s (%s, version %s)", new.model_dir, new.model.name, new.version)
         return new
 
@@ -324,7 +325,8 @@ def _install_error_handlers(app: FastAPI) -> None:
 # ---------------------------------------------------------------- the app
 def create_app(model_dir: str, api_key: str | None = None, store_url: str | None = None,
                max_body_bytes: int = 1_000_000, ann: str = "auto", watch_s: float | None = None,
-               allowed_hosts=(), reload_root: str | None = None, fast_routes: bool = True) -> FastAPI:
+               allowed_hosts=(), reload_root: str | None = None, fast_routes: bool = True,
+               freeze_gc: bool = False) -> FastAPI:
     """The FastAPI app serving the model folder ``model_dir``.
 
     Parameters
@@ -345,15 +347,21 @@ def create_app(model_dir: str, api_key: str | None = None, store_url: str | None
         ``/admin/reload`` loads folders under it only (default: the parent of ``model_dir``).
     fast_routes : bool
         Answer plain recommendation requests without FastAPI's routing (``fast_routes``; same bytes).
+    freeze_gc : bool
+        Freeze the loaded model's objects out of the cycle collector's walks (``heap``; the CLI does).
     """
     hosts = guards.allowed_hosts(allowed_hosts)
-    holder = ServiceHolder(model_dir, store_url=store_url, ann=ann, reload_root=reload_root)
+    holder = ServiceHolder(model_dir, store_url=store_url, ann=ann, reload_root=reload_root, freeze_gc=freeze_gc)
     metrics = Metrics()
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
         task = asyncio.create_task(_watch(holder, metrics, watch_s)) if watch_s else None
+        if freeze_gc:
+            heap.settle()
         yield
+        if freeze_gc:
+            heap.release()
         if task is not None:
             task.cancel()
 
