@@ -67,6 +67,16 @@ def test_the_ranker_gives_the_reason_of_the_model_that_put_an_item_first(split_d
     assert sum(c["reason"].startswith("similar to") for c in cards) >= 4
 
 
+def test_loading_for_serving_warms_a_session_up(split_dir, tmp_path):
+    """A served folder answers a listener and a session at load: the ranker's trees are compiled
+    and walked before the first request (a one-off load, the CLI's, skips it)."""
+    params = {"candidates": "ease,most-popular", "n_candidates": 30, "n_trees": 30, "min_child_samples": 5}
+    folder = train_bundle("ranker", split_dir, str(tmp_path / "ranker"), params)
+    assert getattr(Service.load(folder, one_off=True).model, "_forest", None) is None
+    forest = Service.load(folder).model._forest
+    assert forest[1] is not None
+
+
 def _group(name: str) -> int:
     return ord(name.split()[1][0]) - 65
 

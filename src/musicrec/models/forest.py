@@ -1,4 +1,4 @@
-"""LightGBM's trees as flat arrays, walked by a compiled loop: the same raw scores as
+"""LightGBM's trees as flat arrays, walked by a compiled loop (numba): the same raw scores as
 ``Booster.predict`` (bit for bit) in about 40 % of its time on the hundred-odd rows one served
 request ranks (LightGBM walks each row's trees one branch at a time, and a branch it cannot
 predict costs more than the comparison).
@@ -8,15 +8,16 @@ both children are itself, so rows never wait on each other. Boosted trees are lo
 up to 13 levels deep, most rows leave after 3), so every row takes only the steps that take 90 %
 of the training rows to their leaves (``leaf_count``), and the rows not at a leaf by then take
 the rest. ``FlatForest.from_booster`` reads the trees from ``Booster.dump_model`` (thresholds and
-leaf values printed with 17 digits: the exact doubles) and returns None for what the walk does
-not cover: categorical splits, linear trees, several trees per iteration, and splits that learned
-a way for missing values (NaN or zero): without those, LightGBM reads NaN and values within 1e-35
-of zero as 0 and sends ``value <= threshold`` left, which the walk does on float64 copies of the
-rows; leaf values are summed in float64 in tree order, as LightGBM sums them.
+leaf values printed with 17 digits: the exact doubles) and returns None without numba and for what
+the walk does not cover: categorical splits, linear trees, several trees per iteration, and splits
+that learned a way for missing values (NaN or zero). Without those, LightGBM reads NaN and values
+within 1e-35 of zero as 0 and sends ``value <= threshold`` left, which the walk does on float64
+copies of the rows; leaf values are summed in float64 in tree order, as LightGBM sums them.
 """
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,6 +44,8 @@ class FlatForest:
 
     @classmethod
     def from_booster(cls, booster) -> "FlatForest | None":
+        if importlib.util.find_spec("numba") is None:
+            return None
         model = booster.dump_model()
         if model.get("num_tree_per_iteration", 1) != 1:
             return None
@@ -126,5 +129,8 @@ def _walk():
     if _WALK is None:
         import numba
 
-        _WALK = numba.njit(cache=True, nogil=True)(_walk_levels)
+        try:
+            _WALK = numba.njit(cache=True, nogil=True)(_walk_levels)
+        except RuntimeError:        # no writable cache folder (a read-only install): compile each time
+            _WALK = numba.njit(nogil=True)(_walk_levels)
     return _WALK

@@ -120,15 +120,17 @@ class Service:
             self._warm_up()
 
     def _warm_up(self) -> None:
-        """Answer one listener at load, so that state a model builds on first use (EASE's factor
-        of K: 0.3 s on HetRec) is not paid by the first request."""
+        """Answer one listener at load, and their plays as a session (scored live, not from the
+        kept candidates), so that state a model builds on first use (EASE's factor of K: 0.3 s on
+        HetRec; the ranker's compiled tree walk, up to 1 s) is not paid by the first request."""
         if self.train.n_users:
             hist = self.train.histories([0])
-            try:
-                self._recommend(_Query(hist, np.asarray(hist.sequences[0]), frozenset(), False, user=0),
-                                10, True, None, None)
-            except MusicrecError:       # e.g. nothing left to recommend to that listener
-                pass
+            for session, user in ((False, 0), (True, -1)):
+                try:
+                    self._recommend(_Query(hist, np.asarray(hist.sequences[0]), frozenset(), session, user=user),
+                                    10, True, None, None)
+                except MusicrecError:       # e.g. nothing left to recommend to that listener
+                    pass
 
     def _candidates(self) -> UserCandidates | None:
         """Training listeners' best unseen items, kept (see ``preload``): scored in full, or, for a
