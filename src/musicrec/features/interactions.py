@@ -30,20 +30,23 @@ def csr_rows(matrix: sp.csr_matrix, rows: np.ndarray) -> sp.csr_matrix:
     return sp.csr_matrix((matrix.data[take], matrix.indices[take], indptr), shape=(len(rows), matrix.shape[1]))
 
 
-ROW_PRODUCT_MAX = 12    # entries of a row up to which csr_row_product beats scipy (measured: 16 break even)
+_ROW_LOOP_MAX = 12      # entries up to which adding rows beats scipy's product (measured: 16 break even)
 
 
 def csr_row_product(columns: np.ndarray, values: np.ndarray, matrix: sp.csr_matrix) -> np.ndarray:
     """Dense (C,) product of one sparse row (``columns``, ``values``: its entries in stored order)
-    with CSR ``matrix`` (R, C): the rows of ``matrix`` added one by one in that order, in the
-    dtype scipy's sparse product computes in, so the very numbers of ``(row @ matrix)`` come out
-    (the product's bookkeeping costs ~0.1 ms for one row, a served request's whole budget)."""
-    dtype = np.result_type(np.asarray(values).dtype, matrix.dtype)
+    with CSR ``matrix`` (R, C), the very numbers of ``(row @ matrix)``: for a short row the rows of
+    ``matrix`` are added one by one in that order, in the dtype scipy's product computes in (its
+    bookkeeping costs ~0.1 ms for one row, a served request's whole budget); else scipy's product."""
+    columns, values = np.asarray(columns), np.asarray(values)
+    if len(columns) > _ROW_LOOP_MAX:
+        row = sp.csr_matrix((values, columns, np.array([0, len(columns)])), shape=(1, matrix.shape[0]))
+        return (row @ matrix).toarray()[0]
+    dtype = np.result_type(values.dtype, matrix.dtype)
     out = np.zeros(matrix.shape[1], dtype)
-    data, indices, indptr = matrix.data.astype(dtype, copy=False), matrix.indices, matrix.indptr
-    for j, v in zip(np.asarray(columns).tolist(), np.asarray(values, dtype).tolist()):
-        lo, hi = indptr[j], indptr[j + 1]
-        out[indices[lo:hi]] += dtype.type(v) * data[lo:hi]
+    for j, v in zip(columns.tolist(), values.astype(dtype).tolist()):
+        lo, hi = matrix.indptr[j], matrix.indptr[j + 1]
+        out[matrix.indices[lo:hi]] += dtype.type(v) * matrix.data[lo:hi].astype(dtype, copy=False)
     return out
 
 

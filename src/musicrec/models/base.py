@@ -67,11 +67,8 @@ def topk(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         kth = -np.partition(-scores, k - 1, axis=1)[:, k - 1]      # NaN sorts last: never best
         if not np.isnan(kth).any():     # a few rows (a served request): every item above the k-th
             part = np.empty((scores.shape[0], k), np.int64)     # value, then the first equal ones
-            above = scores > kth[:, None]
             for r in range(scores.shape[0]):
-                first = np.flatnonzero(above[r])
-                part[r, :len(first)] = first
-                part[r, len(first):] = np.flatnonzero(scores[r] == kth[r])[:k - len(first)]
+                part[r] = _first_k(scores[r], kth[r], k)
             return _best_first(scores, part)
         part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
     else:
@@ -85,9 +82,15 @@ def topk(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     kth = vals.min(axis=1, keepdims=True)
     tied = np.flatnonzero((scores >= kth).sum(axis=1) > k)
     for r in tied:
-        above = np.flatnonzero(scores[r] > kth[r])
-        part[r] = np.concatenate([above, np.flatnonzero(scores[r] == kth[r])[:k - len(above)]])
+        part[r] = _first_k(scores[r], kth[r, 0], k)
     return _best_first(scores, part)
+
+
+def _first_k(row: np.ndarray, kth, k: int) -> np.ndarray:
+    """The ``k`` best of ``row`` (I,) given its k-th best value ``kth``: every item above it, then
+    the lowest-index items equal to it, (k,) in index order within each group."""
+    above = np.flatnonzero(row > kth)
+    return np.concatenate([above, np.flatnonzero(row == kth)[:k - len(above)]])
 
 
 def _best_first(scores: np.ndarray, part: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from musicrec.features.interactions import ROW_PRODUCT_MAX, Histories, Interactions, csr_row_product, csr_rows
+from musicrec.features.interactions import Histories, Interactions, csr_row_product, csr_rows
 from musicrec.features.weighting import SCHEMES, weight
 from musicrec.models.base import Recommender
 
@@ -90,8 +90,7 @@ class ItemKNN(Recommender):
         """Scores (B, I) = weighted histories (B, I) @ S (I, I)."""
         self._check_fitted()
         h = weight(histories.matrix, self.weighting, reference=self.train_.matrix)
-        # a served session: the product's numbers without its bookkeeping
-        if len(histories) == 1 and h.nnz <= ROW_PRODUCT_MAX:
+        if len(histories) == 1:     # a served history
             return csr_row_product(h.indices, h.data, self.similarity_)[None, :].astype(np.float32)
         return np.asarray((h @ self.similarity_).todense(), dtype=np.float32)
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from musicrec.features.interactions import ROW_PRODUCT_MAX, Histories, Interactions, csr_row_product, csr_rows
+from musicrec.features.interactions import Histories, Interactions, csr_row_product, csr_rows
 from musicrec.models.base import Recommender
 from musicrec.models.itemknn import top_per_row
 from musicrec.models.recently_played import popularity_fallback
@@ -102,8 +102,7 @@ class SequentialRules(Recommender):
             weights = np.zeros(len(items), np.float32)
             np.add.at(weights, at, (1.0 / np.arange(1, len(last) + 1)).astype(np.float32))
             queries.append((items, weights))
-        # a served history: the product's numbers without its bookkeeping
-        if len(queries) == 1 and len(queries[0][0]) <= ROW_PRODUCT_MAX:
+        if len(queries) == 1:       # a served history
             votes = csr_row_product(*queries[0], rules)[None, :]
         else:
             indptr = np.zeros(len(queries) + 1, np.int64)
